@@ -1,0 +1,290 @@
+"""The ``skylens`` command line: parse, call a library function, format (STYLE.md #8)."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from skylens.errors import InputError, SkylensError
+
+app = typer.Typer(
+    name="skylens",
+    help="Talk to satellite and aerial imagery: index, search, classify — offline on a CPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+train_app = typer.Typer(help="Train the embedded default model's small trainable parts.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def friendly(fn):
+    """Turn SkylensError into a one-line message and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SkylensError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("SKYLENS_PROGRESS") == "1"
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """'W,S,E,N' in degrees -> tuple; InputError on anything else."""
+    if not text:
+        return None
+    try:
+        w, s, e, n = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--bbox must be W,S,E,N in degrees, got '{text}'") from None
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+        raise InputError(f"--bbox '{text}' is outside lon -180..180 / lat -90..90 or has S > N")
+    return (w, s, e, n)
+
+
+def parse_date(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{name} must be an ISO date like 2016-04-01, got '{text}'") from None
+
+
+def _check_format(fmt: str, allowed: tuple[str, ...]) -> str:
+    if fmt not in allowed:
+        raise InputError(f"--format must be one of {', '.join(allowed)}, got '{fmt}'")
+    return fmt
+
+
+@app.command("index")
+@friendly
+def index_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files, GeoTIFFs or folders.")],
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index folder (created if absent).")],
+    model: Annotated[str, typer.Option(help="Model name (see `skylens models`).")] = "default",
+    tile: Annotated[int, typer.Option("--tile", help="Chip side in pixels.")] = 256,
+    overlap: Annotated[int, typer.Option(help="Overlap between chips in pixels.")] = 32,
+    bands: Annotated[str | None, typer.Option(help="1-based bands rendered as RGB, e.g. 4,3,2.")] = None,
+    batch: Annotated[int, typer.Option(help="Chips per forward pass.")] = 64,
+    ann: Annotated[bool, typer.Option(help="Build the ANN index when the table is large enough.")] = True,
+) -> None:
+    """Tile and embed imagery into an index; safe to re-run or resume (no duplicates)."""
+    from skylens.index.ingest import count_chips, ingest
+    from skylens.index.store import ChipIndex
+    from skylens.imagery import iter_image_files
+    from skylens.models import load
+
+    enc = load(model)
+    idx = ChipIndex.create_or_open(index, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim)
+    files = list(iter_image_files(paths))
+    total = count_chips(files, tile, overlap)
+    with _progress() as bar:
+        task = bar.add_task("embedding chips", total=total, rate="")
+        report = ingest(
+            files, idx, enc, size=tile, overlap=overlap, bands=bands, batch_size=batch,
+            progress=lambda n: bar.update(task, advance=n),
+        )
+    if ann:
+        idx.build_ann()
+    rate = report.chips_added / report.seconds if report.seconds else 0.0
+    out.print(
+        f"indexed {report.files} file(s): {report.chips_added} chips added, "
+        f"{report.chips_skipped_existing} already present, {report.chips_skipped_nodata} all-nodata skipped "
+        f"in {report.seconds:.1f} s ({rate:.1f} chips/s); index {index} holds {idx.count()} chips"
+    )
+    for f in report.failed:
+        err.print(f"[yellow]skipped[/] {f['error']}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("search")
+@friendly
+def search_cmd(
+    index: Annotated[Path, typer.Argument(help="Index folder made by `skylens index`.")],
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Search by an example image instead.")] = None,
+    k: Annotated[int, typer.Option("--k", help="Number of hits.")] = 10,
+    bbox: Annotated[str | None, typer.Option(help="W,S,E,N in degrees (EPSG:4326).")] = None,
+    after: Annotated[str | None, typer.Option(help="Acquired on or after (ISO date).")] = None,
+    before: Annotated[str | None, typer.Option(help="Acquired on or before (ISO date).")] = None,
+    source: Annotated[str | None, typer.Option(help="Only chips whose path starts with this.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model (defaults to the index's).")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, json or geojson.")] = "table",
+) -> None:
+    """Find chips by text or by example image."""
+    from skylens.index.store import ChipIndex
+    from skylens.tasks.search import search_image, search_text
+
+    fmt = _check_format(format, ("table", "json", "geojson"))
+    if (text is None) == (image is None):
+        raise InputError("give either TEXT or --image FILE (not both)")
+    idx = ChipIndex.open(index)
+    window = (parse_date(after, "--after"), parse_date(before, "--before"))
+    kw = dict(model=model, k=k, bbox=parse_bbox(bbox), time_range=window if any(window) else None, source=source)
+    result = search_text(idx, text, **kw) if text is not None else search_image(idx, image, **kw)
+    if fmt == "json":
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    elif fmt == "geojson":
+        print(json.dumps(result.to_geojson(), indent=2, default=str))
+    else:
+        table = Table(title=f"{result.query}  ({result.model})")
+        for col in ("#", "score", "path", "window (x,y,w,h)", "lon,lat"):
+            table.add_column(col)
+        for i, h in enumerate(result.hits, 1):
+            centre = ""
+            if h.footprint:
+                ring = h.footprint["coordinates"][0][:4]
+                centre = f"{sum(p[0] for p in ring) / 4:.5f},{sum(p[1] for p in ring) / 4:.5f}"
+            table.add_row(str(i), f"{h.score:.3f}", str(h.path), ",".join(map(str, h.window)), centre)
+        out.print(table)
+
+
+@app.command("classify")
+@friendly
+def classify_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    labels: Annotated[str | None, typer.Option(help="Class names, comma-separated.")] = None,
+    labels_file: Annotated[Path | None, typer.Option(help="File with one class name per line.")] = None,
+    top: Annotated[int, typer.Option(help="Labels to show per image.")] = 3,
+    model: Annotated[str, typer.Option(help="Model name.")] = "default",
+    bands: Annotated[str | None, typer.Option(help="1-based bands rendered as RGB.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+) -> None:
+    """Zero-shot scene classification from class names."""
+    from skylens.imagery import iter_image_files
+    from skylens.models import load
+    from skylens.tasks.classify import classify, parse_labels
+
+    fmt = _check_format(format, ("table", "csv", "json"))
+    names = parse_labels(labels, labels_file)
+    enc = load(model)
+    files = list(iter_image_files(images))
+    with _progress() as bar:
+        task = bar.add_task("classifying", total=len(files), rate="")
+        results = classify(enc, files, names, top=top, bands=bands, progress=lambda n: bar.update(task, advance=n))
+    if fmt == "json":
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["source", "rank", "label", "score", "error"])
+        for r in results:
+            if r.error:
+                w.writerow([r.source, "", "", "", r.error])
+            for rank, (lab, sc) in enumerate(zip(r.labels, r.scores, strict=True), 1):
+                w.writerow([r.source, rank, lab, sc, ""])
+        sys.stdout.write(buf.getvalue())
+    else:
+        table = Table(title=f"zero-shot over {len(names)} classes ({enc.name})")
+        table.add_column("image")
+        for i in range(min(top, len(names))):
+            table.add_column(f"#{i + 1}")
+        for r in results:
+            cells = [f"{lab} ({sc:.2f})" for lab, sc in zip(r.labels, r.scores, strict=True)]
+            if r.error:
+                cells = [f"[red]{r.error}[/]"] + [""] * (min(top, len(names)) - 1)
+            table.add_row(Path(r.source).name, *cells)
+        out.print(table)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List model backends and how to name them."""
+    from skylens.models import available
+
+    table = Table(title="model backends")
+    for col in ("scheme", "example name", "what"):
+        table.add_column(col)
+    for b in available():
+        table.add_row(b.scheme, b.example, b.description)
+    out.print(table)
+
+
+@app.command("info")
+@friendly
+def info_cmd(index: Annotated[Path, typer.Argument(help="Index folder.")]) -> None:
+    """Show what an index holds."""
+    from skylens.index.store import ChipIndex
+
+    print(json.dumps(ChipIndex.open(index).stats(), indent=2, default=str))
+
+
+@train_app.command("align")
+@friendly
+def train_align_cmd(
+    data: Annotated[Path, typer.Option(help="Root of the training data (../shared/data).")] = Path("../shared/data"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the heads.")] = Path("src/skylens/weights"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    holdout: Annotated[bool, typer.Option(help="Also run the held-out-classes generalisation check.")] = True,
+) -> None:
+    """Train skylens-lite's alignment heads on UCM-Captions train (never its test split)."""
+    from skylens.train.align import AlignConfig, run
+    from skylens.train.card import write_model_card
+
+    if not (data / "ucm_captions" / "dataset.json").is_file():
+        raise InputError(f"{data}: expected ucm_captions/dataset.json under the data root (--data)")
+    result = run(data, out_dir, AlignConfig(seed=seed), holdout=holdout, log=lambda m: err.print(m))
+    card = write_model_card(out_dir, result, command=" ".join(["skylens", *sys.argv[1:]]))
+    out.print(f"wrote {out_dir / 'skylens-lite.safetensors'} and {card}")
+
+
+@app.command("demo")
+@friendly
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the index and the HTML report.")] = Path("demo_out"),
+    images: Annotated[list[Path] | None, typer.Option("--images", help="Imagery to index (default: deepforest's).")] = None,
+    extra: Annotated[list[Path] | None, typer.Option("--extra", help="More folders to index if they exist.")] = None,
+) -> None:
+    """Index the demo imagery, search it, classify it, and write an HTML report."""
+    from skylens.demo import run_demo
+
+    report = run_demo(out_dir, images=images, extra=extra or [], log=lambda m: out.print(m))
+    out.print(f"[bold green]report:[/] {report.resolve()}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

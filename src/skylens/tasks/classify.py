@@ -1,0 +1,122 @@
+"""Zero-shot scene classification from class names and prompt templates (``skylens classify``).
+
+Class embeddings are the normalised mean of each name under a set of remote-sensing prompt
+templates (the prompt-ensemble of CLIP, Radford et al. 2021); the model may add its own zero-shot
+knowledge (``ImageTextEncoder.text_classifier``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skylens.errors import InputError, SkylensError
+from skylens.imagery import iter_image_files
+from skylens.tasks.common import load_scene_rgb
+from skylens.models.base import ImageTextEncoder
+
+MAX_LABELS = 1000
+
+
+def parse_labels(labels: str | Sequence[str] | None = None, labels_file: str | Path | None = None) -> list[str]:
+    """Class names from "a,b,c" or a file with one name per line (blank lines and # comments skipped)."""
+    names: list[str] = []
+    if labels_file is not None:
+        path = Path(labels_file)
+        if not path.is_file():
+            raise InputError(f"{path}: labels file not found")
+        names += [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        names = [n for n in names if n and not n.startswith("#")]
+    if labels:
+        names += [n.strip() for n in (labels.split(",") if isinstance(labels, str) else labels)]
+    names = [n for n in names if n]
+    seen: set[str] = set()
+    names = [n for n in names if not (n.lower() in seen or seen.add(n.lower()))]
+    if len(names) < 2:
+        raise InputError("zero-shot classification needs at least two class names (--labels 'a,b,c')")
+    if len(names) > MAX_LABELS:
+        raise InputError(f"{len(names)} class names; the limit is {MAX_LABELS}")
+    return names
+
+
+@dataclass
+class Classification:
+    source: str
+    labels: list[str]  # top labels, best first
+    scores: list[float]  # softmax probabilities over all classes, for the top labels
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "labels": self.labels, "scores": self.scores, "error": self.error}
+
+
+def zero_shot_weights(model: ImageTextEncoder, class_names: Sequence[str], templates: Sequence[str] | None = None) -> np.ndarray:
+    """(C, D) class embeddings for ``class_names`` (templates default to the model's own)."""
+    if templates is None:
+        return model.text_classifier(class_names)
+    return model.text_classifier(class_names, templates)
+
+
+def classify_arrays(
+    model: ImageTextEncoder,
+    images: Sequence[np.ndarray],
+    class_names: Sequence[str],
+    *,
+    top: int = 3,
+    weights: np.ndarray | None = None,
+    temperature: float = 0.01,
+) -> list[tuple[list[str], list[float]]]:
+    """Top-``top`` (label, probability) for RGB uint8 arrays."""
+    w = zero_shot_weights(model, class_names) if weights is None else weights
+    logits = model.encode_images(images) @ w.T / temperature
+    logits -= logits.max(1, keepdims=True)
+    prob = np.exp(logits)
+    prob /= prob.sum(1, keepdims=True)
+    out = []
+    for p in prob:
+        order = np.argsort(-p)[: max(1, min(top, len(class_names)))]
+        out.append(([class_names[i] for i in order], [round(float(p[i]), 4) for i in order]))
+    return out
+
+
+def classify(
+    model: ImageTextEncoder,
+    sources: Sequence[str | Path],
+    class_names: Sequence[str],
+    *,
+    top: int = 3,
+    bands: str | None = None,
+    batch_size: int = 32,
+    progress=None,
+) -> list[Classification]:
+    """Classify whole images (files or folders); unreadable files are reported, not fatal."""
+    model.require(ImageTextEncoder)
+    weights = zero_shot_weights(model, class_names)
+    files = list(iter_image_files([Path(s) for s in sources]))
+    results: list[Classification] = []
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush() -> None:
+        preds = classify_arrays(model, [a for _, a in pending], class_names, top=top, weights=weights)
+        results.extend(Classification(src, lab, sc) for (src, _), (lab, sc) in zip(pending, preds, strict=True))
+        if progress:
+            progress(len(pending))
+        pending.clear()
+
+    for path in files:
+        try:
+            rgb = load_scene_rgb(path, bands=bands)
+        except SkylensError as exc:
+            results.append(Classification(str(path), [], [], error=str(exc)))
+            if progress:
+                progress(1)
+            continue
+        pending.append((str(path), rgb))
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    return results

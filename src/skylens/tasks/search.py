@@ -1,0 +1,99 @@
+"""Search an index by text, by example image, or by vector (``skylens search``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from skylens.errors import InputError
+from skylens.index.store import ChipIndex, SearchHit, hits_to_geojson
+from skylens.tasks.common import load_scene_rgb
+from skylens.models.base import ImageTextEncoder, load
+
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass
+class SearchResult:
+    query: str
+    model: str
+    hits: list[SearchHit] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "model": self.model, "hits": [h.to_dict() for h in self.hits]}
+
+    def to_geojson(self) -> dict:
+        fc = hits_to_geojson(self.hits)
+        fc["properties"] = {"query": self.query, "model": self.model}
+        return fc
+
+
+def _encoder_for(index: ChipIndex, model: ImageTextEncoder | str | None) -> ImageTextEncoder:
+    enc = load(index.model_name) if model is None else (load(model) if isinstance(model, str) else model)
+    enc.require(ImageTextEncoder)
+    return enc
+
+
+def search_vector(
+    index: ChipIndex,
+    vector: np.ndarray,
+    *,
+    model_version: str,
+    k: int = 10,
+    bbox: tuple[float, float, float, float] | None = None,
+    time_range: tuple[datetime | None, datetime | None] | None = None,
+    source: str | None = None,
+) -> list[SearchHit]:
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    return index.search(
+        vector, k=k, bbox=bbox, time_range=time_range, source=source, query_model_version=model_version
+    )
+
+
+def search_text(
+    index: ChipIndex,
+    text: str,
+    *,
+    model: ImageTextEncoder | str | None = None,
+    k: int = 10,
+    bbox: tuple[float, float, float, float] | None = None,
+    time_range: tuple[datetime | None, datetime | None] | None = None,
+    source: str | None = None,
+) -> SearchResult:
+    """Chips that best match ``text``; the model defaults to the one the index was built with."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError("empty search text: say what to look for, e.g. 'airplanes parked at an airport'")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InputError(f"search text is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+    enc = _encoder_for(index, model)
+    vec = enc.encode_texts([text])[0]
+    hits = search_vector(index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source)
+    return SearchResult(text, enc.name, hits)
+
+
+def search_image(
+    index: ChipIndex,
+    image: str | Path | np.ndarray,
+    *,
+    model: ImageTextEncoder | str | None = None,
+    k: int = 10,
+    bands: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    time_range: tuple[datetime | None, datetime | None] | None = None,
+    source: str | None = None,
+) -> SearchResult:
+    """Chips most similar to an example image (a file or an RGB uint8 array)."""
+    enc = _encoder_for(index, model)
+    if isinstance(image, np.ndarray):
+        rgb, label = image, "<array>"
+    else:
+        label = str(image)
+        rgb = load_scene_rgb(image, bands=bands)
+    vec = enc.encode_images([rgb])[0]
+    hits = search_vector(index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source)
+    return SearchResult(f"image:{label}", enc.name, hits)
