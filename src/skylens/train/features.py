@@ -41,6 +41,7 @@ def load_rgb(path: Path) -> np.ndarray:
 def tower_features(
     tower: ImageTower,
     paths: Sequence[Path],
+    out: Path,
     *,
     views: int = 1,
     crops: int = 0,
@@ -48,36 +49,45 @@ def tower_features(
     batch_size: int = 64,
     desc: str = "features",
 ) -> dict[str, np.ndarray]:
-    """Pooled features and logits for each image under ``views`` dihedral views + ``crops`` crops.
+    """Last-block activations and ImageNet logits of each image under its views, cached at ``out``.
 
-    Returns arrays shaped (n_images, views + crops, ...): ``pooled`` float16 (1280), ``logits``
-    float16 (1000).
+    Each image is seen under ``views`` dihedral views and ``crops`` random crops. Returns
+    ``blocks`` (n_images, views + crops, 320, 7, 7) float16, memory-mapped from ``out/blocks.npy``
+    (about 30 KB a view), and ``logits`` (n_images, views + crops, 1000) float16.
     """
-    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "done"
     per = views + crops
-    pooled = np.zeros((len(paths), per, 1280), np.float16)
-    logits = np.zeros((len(paths), per, 1000), np.float16)
-    pending: list[np.ndarray] = []
-    slots: list[tuple[int, int]] = []
+    if not done.is_file():
+        rng = np.random.default_rng(seed)
+        blocks = np.lib.format.open_memmap(out / "blocks.tmp.npy", "w+", np.float16, (len(paths), per, 320, 7, 7))
+        logits = np.zeros((len(paths), per, 1000), np.float16)
+        pending: list[np.ndarray] = []
+        slots: list[tuple[int, int]] = []
 
-    def flush() -> None:
-        out = tower.run(preprocess(pending))
-        for (i, j), p, lg in zip(slots, out.pooled, out.logits, strict=True):
-            pooled[i, j] = p
-            logits[i, j] = lg
-        pending.clear()
-        slots.clear()
+        def flush() -> None:
+            b, lg = tower.run_blocks(preprocess(pending))
+            for (i, j), bi, li in zip(slots, b, lg, strict=True):
+                blocks[i, j] = bi
+                logits[i, j] = li
+            pending.clear()
+            slots.clear()
 
-    for i, path in enumerate(tqdm(paths, desc=desc, unit="img")):
-        arr = load_rgb(path)
-        for j in range(views):
-            pending.append(dihedral(arr, j))
-            slots.append((i, j))
-        for j in range(crops):
-            pending.append(random_crop(arr, rng))
-            slots.append((i, views + j))
-        if len(pending) >= batch_size:
+        for i, path in enumerate(tqdm(paths, desc=desc, unit="img")):
+            arr = load_rgb(path)
+            for j in range(views):
+                pending.append(dihedral(arr, j))
+                slots.append((i, j))
+            for j in range(crops):
+                pending.append(random_crop(arr, rng))
+                slots.append((i, views + j))
+            if len(pending) >= batch_size:
+                flush()
+        if pending:
             flush()
-    if pending:
-        flush()
-    return {"pooled": pooled, "logits": logits}
+        blocks.flush()
+        del blocks
+        (out / "blocks.tmp.npy").rename(out / "blocks.npy")
+        np.save(out / "logits.npy", logits)
+        done.write_text("ok")
+    return {"blocks": np.load(out / "blocks.npy", mmap_mode="r"), "logits": np.load(out / "logits.npy")}
