@@ -44,15 +44,26 @@ def make_mosaic(path: Path, grid: int, seed: int = 0) -> Path:
     pick = rng.choice(len(tiles), grid * grid, replace=grid * grid > len(tiles))
     side = 256 * grid
     profile = dict(
-        driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32611",
-        transform=from_origin(500000.0, 3800000.0, 0.3, 0.3), tiled=True, blockxsize=256, blockysize=256,
-        compress="deflate", BIGTIFF="IF_SAFER",
+        driver="GTiff",
+        width=side,
+        height=side,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32611",
+        transform=from_origin(500000.0, 3800000.0, 0.3, 0.3),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        BIGTIFF="IF_SAFER",
     )
     with rasterio.open(path, "w", **profile) as dst:
         for k, t in enumerate(pick):
             r, c = divmod(k, grid)
             arr = np.asarray(Image.open(tiles[t]).convert("RGB").resize((256, 256)))
-            dst.write(arr.transpose(2, 0, 1), window=rasterio.windows.Window(c * 256, r * 256, 256, 256))
+            dst.write(
+                arr.transpose(2, 0, 1), window=rasterio.windows.Window(c * 256, r * 256, 256, 256)
+            )
     return path
 
 
@@ -68,11 +79,18 @@ def run_pipeline(mosaic: Path) -> dict:
     model = skylens.load("default")
     idx_dir = WORK / "pipeline-index"
     shutil.rmtree(idx_dir, ignore_errors=True)
-    idx = ChipIndex.create_or_open(idx_dir, model_name=model.name, model_version=model.version, embed_dim=model.embed_dim)
+    idx = ChipIndex.create_or_open(
+        idx_dir, model_name=model.name, model_version=model.version, embed_dim=model.embed_dim
+    )
     t0 = time.perf_counter()
     report = ingest([mosaic], idx, model, size=256, overlap=0, batch_size=64)
     dt = time.perf_counter() - t0
-    return {"chips": report.chips_added, "seconds": round(dt, 2), "chips_per_s": round(report.chips_added / dt, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "chips": report.chips_added,
+        "seconds": round(dt, 2),
+        "chips_per_s": round(report.chips_added / dt, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def run_naive(n: int) -> dict:
@@ -102,7 +120,12 @@ def run_naive(n: int) -> dict:
         if i:
             table.add(row)
     dt = time.perf_counter() - t0
-    return {"chips": n, "seconds": round(dt, 2), "chips_per_s": round(n / dt, 2), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "chips": n,
+        "seconds": round(dt, 2),
+        "chips_per_s": round(n / dt, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def run_ceiling() -> dict:
@@ -125,7 +148,10 @@ def run_ceiling() -> dict:
         t0 = time.perf_counter()
         net(xt)
         torch_rate = 32 / (time.perf_counter() - t0)
-    return {"onnxruntime_batch64_img_per_s": round(ort_rate, 1), "torch_channels_last_batch32_img_per_s": round(torch_rate, 1)}
+    return {
+        "onnxruntime_batch64_img_per_s": round(ort_rate, 1),
+        "torch_channels_last_batch32_img_per_s": round(torch_rate, 1),
+    }
 
 
 def main() -> None:
@@ -137,7 +163,11 @@ def main() -> None:
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.part != "all":
-        fn = {"pipeline": lambda: run_pipeline(args.mosaic), "naive": lambda: run_naive(args.naive), "ceiling": run_ceiling}[args.part]
+        fn = {
+            "pipeline": lambda: run_pipeline(args.mosaic),
+            "naive": lambda: run_naive(args.naive),
+            "ceiling": run_ceiling,
+        }[args.part]
         print(json.dumps(fn()))
         return
     mosaic = WORK / f"mosaic_{args.grid * 256}.tif"
@@ -147,7 +177,16 @@ def main() -> None:
         print(f"mosaic {mosaic} written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     results = {}
     for part in ("ceiling", "pipeline", "naive"):
-        cmd = [sys.executable, __file__, "--part", part, "--mosaic", str(mosaic), "--naive", str(args.naive)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--part",
+            part,
+            "--mosaic",
+            str(mosaic),
+            "--naive",
+            str(args.naive),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results[part] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(part, results[part], file=sys.stderr)
@@ -161,7 +200,11 @@ def main() -> None:
         "benchmark": "ingest",
         "command": "python bench/bench_ingest.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "results": results,
         "summary": summary,
     }

@@ -70,7 +70,11 @@ def fake_encoder() -> FakeEncoder:
 
 
 def _shared_data() -> Path:
-    return Path(os.environ.get("SKYLENS_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+    return Path(
+        os.environ.get(
+            "SKYLENS_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+        )
+    ).resolve()
 
 
 @pytest.fixture(scope="session")

@@ -34,16 +34,21 @@ def test_index_then_search_json_and_geojson(tmp_path):
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert Path(hits[0]["path"]).stem == "green" and len(hits) == 2
-    r = runner.invoke(app, ["search", str(idx), "--image", str(d / "blue.png"), "--format", "geojson"])
+    r = runner.invoke(
+        app, ["search", str(idx), "--image", str(d / "blue.png"), "--format", "geojson"]
+    )
     fc = json.loads(r.stdout)
-    assert fc["type"] == "FeatureCollection" and Path(fc["features"][0]["properties"]["path"]).stem == "blue"
+    assert (
+        fc["type"] == "FeatureCollection"
+        and Path(fc["features"][0]["properties"]["path"]).stem == "blue"
+    )
 
 
 def test_search_table_and_bad_bbox(tmp_path):
     d = _archive(tmp_path)
     idx = tmp_path / "idx"
     runner.invoke(app, ["index", str(d), "--index", str(idx), "--model", "fake"])
-    r = runner.invoke(app, ["search", str(idx), "red"])
+    r = runner.invoke(app, ["search", str(idx), "red"], env={"COLUMNS": "250"})
     assert r.exit_code == 0 and "red.png" in r.output
     r = runner.invoke(app, ["search", str(idx), "red", "--bbox", "1,2,3"])
     assert r.exit_code == 2 and "W,S,E,N" in r.output
@@ -57,11 +62,41 @@ def test_search_missing_index_is_a_clear_error(tmp_path):
 
 def test_classify_formats(tmp_path):
     d = _archive(tmp_path)
-    r = runner.invoke(app, ["classify", str(d), "--labels", "red,green,blue", "--model", "fake", "--top", "1", "--format", "csv"])
+    r = runner.invoke(
+        app,
+        [
+            "classify",
+            str(d),
+            "--labels",
+            "red,green,blue",
+            "--model",
+            "fake",
+            "--top",
+            "1",
+            "--format",
+            "csv",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = [ln.split(",") for ln in r.stdout.strip().splitlines()[1:]]
-    assert {Path(row[0]).stem: row[2] for row in rows} == {"blue": "blue", "green": "green", "red": "red"}
-    r = runner.invoke(app, ["classify", str(d / "red.png"), "--labels", "red,green", "--model", "fake", "--format", "json"])
+    assert {Path(row[0]).stem: row[2] for row in rows} == {
+        "blue": "blue",
+        "green": "green",
+        "red": "red",
+    }
+    r = runner.invoke(
+        app,
+        [
+            "classify",
+            str(d / "red.png"),
+            "--labels",
+            "red,green",
+            "--model",
+            "fake",
+            "--format",
+            "json",
+        ],
+    )
     assert json.loads(r.stdout)[0]["labels"][0] == "red"
 
 

@@ -1,7 +1,6 @@
 """The embedded default model: loads offline, checks its card, and ranks real images sensibly."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -21,7 +20,10 @@ def lite():
 
 def test_embeddings_are_normalised_and_sized(lite):
     rng = np.random.default_rng(0)
-    imgs = [rng.integers(0, 255, (300, 200, 3), dtype=np.uint8), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)]
+    imgs = [
+        rng.integers(0, 255, (300, 200, 3), dtype=np.uint8),
+        rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+    ]
     e = lite.encode_images(imgs)
     t = lite.encode_texts(["an airport", "a forest"])
     assert e.shape == (2, lite.embed_dim) and t.shape == (2, lite.embed_dim)

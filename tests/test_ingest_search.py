@@ -34,8 +34,16 @@ def _geotiff(path: Path, nodata_left=False) -> Path:
     if nodata_left:
         arr[:, :, :32] = 0
     with rasterio.open(
-        path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint16", crs="EPSG:32618",
-        transform=from_origin(500000, 4000000, 10, 10), nodata=0,
+        path,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=3,
+        dtype="uint16",
+        crs="EPSG:32618",
+        transform=from_origin(500000, 4000000, 10, 10),
+        nodata=0,
     ) as dst:
         dst.write(arr)
     return path
@@ -51,7 +59,12 @@ def archive(tmp_path):
 
 
 def _index(tmp_path, model):
-    return ChipIndex.create_or_open(tmp_path / "idx", model_name=model.name, model_version=model.version, embed_dim=model.embed_dim)
+    return ChipIndex.create_or_open(
+        tmp_path / "idx",
+        model_name=model.name,
+        model_version=model.version,
+        embed_dim=model.embed_dim,
+    )
 
 
 def test_text_search_finds_the_right_colour(tmp_path, archive):
@@ -121,7 +134,9 @@ def test_index_refuses_another_model(tmp_path, archive):
     with pytest.raises(IndexMismatchError):
         search_text(idx, "red", model=other)
     with pytest.raises(IndexMismatchError):
-        ChipIndex.create_or_open(tmp_path / "idx", model_name=other.name, model_version=other.version, embed_dim=8)
+        ChipIndex.create_or_open(
+            tmp_path / "idx", model_name=other.name, model_version=other.version, embed_dim=8
+        )
     assert idx.count() == 3
 
 

@@ -25,7 +25,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-train_app = typer.Typer(help="Train the embedded default model's small trainable parts.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train the embedded default model's small trainable parts.", no_args_is_help=True
+)
 app.add_typer(train_app, name="train")
 
 out = Console()
@@ -101,24 +103,36 @@ def index_cmd(
     model: Annotated[str, typer.Option(help="Model name (see `skylens models`).")] = "default",
     tile: Annotated[int, typer.Option("--tile", help="Chip side in pixels.")] = 256,
     overlap: Annotated[int, typer.Option(help="Overlap between chips in pixels.")] = 32,
-    bands: Annotated[str | None, typer.Option(help="1-based bands rendered as RGB, e.g. 4,3,2.")] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="1-based bands rendered as RGB, e.g. 4,3,2.")
+    ] = None,
     batch: Annotated[int, typer.Option(help="Chips per forward pass.")] = 64,
-    ann: Annotated[bool, typer.Option(help="Build the ANN index when the table is large enough.")] = True,
+    ann: Annotated[
+        bool, typer.Option(help="Build the ANN index when the table is large enough.")
+    ] = True,
 ) -> None:
     """Tile and embed imagery into an index; safe to re-run or resume (no duplicates)."""
+    from skylens.imagery import iter_image_files
     from skylens.index.ingest import count_chips, ingest
     from skylens.index.store import ChipIndex
-    from skylens.imagery import iter_image_files
     from skylens.models import load
 
     enc = load(model)
-    idx = ChipIndex.create_or_open(index, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim)
+    idx = ChipIndex.create_or_open(
+        index, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
+    )
     files = list(iter_image_files(paths))
     total = count_chips(files, tile, overlap)
     with _progress() as bar:
         task = bar.add_task("embedding chips", total=total, rate="")
         report = ingest(
-            files, idx, enc, size=tile, overlap=overlap, bands=bands, batch_size=batch,
+            files,
+            idx,
+            enc,
+            size=tile,
+            overlap=overlap,
+            bands=bands,
+            batch_size=batch,
             progress=lambda n: bar.update(task, advance=n),
         )
     if ann:
@@ -140,14 +154,20 @@ def index_cmd(
 def search_cmd(
     index: Annotated[Path, typer.Argument(help="Index folder made by `skylens index`.")],
     text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
-    image: Annotated[Path | None, typer.Option("--image", help="Search by an example image instead.")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Search by an example image instead.")
+    ] = None,
     k: Annotated[int, typer.Option("--k", help="Number of hits.")] = 10,
     bbox: Annotated[str | None, typer.Option(help="W,S,E,N in degrees (EPSG:4326).")] = None,
     after: Annotated[str | None, typer.Option(help="Acquired on or after (ISO date).")] = None,
     before: Annotated[str | None, typer.Option(help="Acquired on or before (ISO date).")] = None,
-    source: Annotated[str | None, typer.Option(help="Only chips whose path starts with this.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only chips whose path starts with this.")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model (defaults to the index's).")] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="table, json or geojson.")] = "table",
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="table, json or geojson.")
+    ] = "table",
 ) -> None:
     """Find chips by text or by example image."""
     from skylens.index.store import ChipIndex
@@ -158,7 +178,13 @@ def search_cmd(
         raise InputError("give either TEXT or --image FILE (not both)")
     idx = ChipIndex.open(index)
     window = (parse_date(after, "--after"), parse_date(before, "--before"))
-    kw = dict(model=model, k=k, bbox=parse_bbox(bbox), time_range=window if any(window) else None, source=source)
+    kw = dict(
+        model=model,
+        k=k,
+        bbox=parse_bbox(bbox),
+        time_range=window if any(window) else None,
+        source=source,
+    )
     result = search_text(idx, text, **kw) if text is not None else search_image(idx, image, **kw)
     if fmt == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
@@ -167,13 +193,15 @@ def search_cmd(
     else:
         table = Table(title=f"{result.query}  ({result.model})")
         for col in ("#", "score", "path", "window (x,y,w,h)", "lon,lat"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for i, h in enumerate(result.hits, 1):
             centre = ""
             if h.footprint:
                 ring = h.footprint["coordinates"][0][:4]
                 centre = f"{sum(p[0] for p in ring) / 4:.5f},{sum(p[1] for p in ring) / 4:.5f}"
-            table.add_row(str(i), f"{h.score:.3f}", str(h.path), ",".join(map(str, h.window)), centre)
+            table.add_row(
+                str(i), f"{h.score:.3f}", str(h.path), ",".join(map(str, h.window)), centre
+            )
         out.print(table)
 
 
@@ -182,7 +210,9 @@ def search_cmd(
 def classify_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     labels: Annotated[str | None, typer.Option(help="Class names, comma-separated.")] = None,
-    labels_file: Annotated[Path | None, typer.Option(help="File with one class name per line.")] = None,
+    labels_file: Annotated[
+        Path | None, typer.Option(help="File with one class name per line.")
+    ] = None,
     top: Annotated[int, typer.Option(help="Labels to show per image.")] = 3,
     model: Annotated[str, typer.Option(help="Model name.")] = "default",
     bands: Annotated[str | None, typer.Option(help="1-based bands rendered as RGB.")] = None,
@@ -199,7 +229,9 @@ def classify_cmd(
     files = list(iter_image_files(images))
     with _progress() as bar:
         task = bar.add_task("classifying", total=len(files), rate="")
-        results = classify(enc, files, names, top=top, bands=bands, progress=lambda n: bar.update(task, advance=n))
+        results = classify(
+            enc, files, names, top=top, bands=bands, progress=lambda n: bar.update(task, advance=n)
+        )
     if fmt == "json":
         print(json.dumps([r.to_dict() for r in results], indent=2))
     elif fmt == "csv":
@@ -252,10 +284,16 @@ def info_cmd(index: Annotated[Path, typer.Argument(help="Index folder.")]) -> No
 @train_app.command("align")
 @friendly
 def train_align_cmd(
-    data: Annotated[Path, typer.Option(help="Root of the training data (../shared/data).")] = Path("../shared/data"),
-    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the heads.")] = Path("src/skylens/weights"),
+    data: Annotated[Path, typer.Option(help="Root of the training data (../shared/data).")] = Path(
+        "../shared/data"
+    ),
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the heads.")] = Path(
+        "src/skylens/weights"
+    ),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    holdout: Annotated[bool, typer.Option(help="Also run the held-out-classes generalisation check.")] = True,
+    holdout: Annotated[
+        bool, typer.Option(help="Also run the held-out-classes generalisation check.")
+    ] = True,
 ) -> None:
     """Train skylens-lite's alignment heads on UCM-Captions train (never its test split)."""
     from skylens.train.align import AlignConfig, run
@@ -271,9 +309,16 @@ def train_align_cmd(
 @app.command("demo")
 @friendly
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the index and the HTML report.")] = Path("demo_out"),
-    images: Annotated[list[Path] | None, typer.Option("--images", help="Imagery to index (default: deepforest's).")] = None,
-    extra: Annotated[list[Path] | None, typer.Option("--extra", help="More folders to index if they exist.")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the index and the HTML report.")
+    ] = Path("demo_out"),
+    images: Annotated[
+        list[Path] | None,
+        typer.Option("--images", help="Imagery to index (default: deepforest's)."),
+    ] = None,
+    extra: Annotated[
+        list[Path] | None, typer.Option("--extra", help="More folders to index if they exist.")
+    ] = None,
 ) -> None:
     """Index the demo imagery, search it, classify it, and write an HTML report."""
     from skylens.demo import run_demo

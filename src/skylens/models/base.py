@@ -44,6 +44,16 @@ class ModelCard:
     extra: dict = field(default_factory=dict)
 
 
+#: Prompt templates for zero-shot classification of overhead imagery (CLIP-style ensemble).
+RS_TEMPLATES: tuple[str, ...] = (
+    "an aerial image of {}.",
+    "a satellite photo of {}.",
+    "{} seen from above.",
+    "a remote sensing image of {}.",
+    "there is {} in this picture.",
+)
+
+
 class Model(ABC):
     """Anything ``skylens.load`` returns. Capabilities are the protocols below."""
 
@@ -85,7 +95,9 @@ class ImageTextEncoder(Model):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts -> (N, embed_dim)."""
 
-    def text_classifier(self, class_names: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+    def text_classifier(
+        self, class_names: Sequence[str], templates: Sequence[str] = RS_TEMPLATES
+    ) -> np.ndarray:
         """Zero-shot weights: the normalised mean of each class's prompt embeddings -> (C, D).
 
         Backends with extra zero-shot knowledge (the default's ImageNet prior) override this.
@@ -118,7 +130,9 @@ _LOADED: dict[str, Model] = {}
 _LOCK = threading.Lock()
 
 
-def register_backend(scheme: str, description: str, example: str = "") -> Callable[[Factory], Factory]:
+def register_backend(
+    scheme: str, description: str, example: str = ""
+) -> Callable[[Factory], Factory]:
     """Decorator: register ``factory(rest_of_name) -> Model`` under ``scheme``."""
 
     def deco(factory: Factory) -> Factory:
@@ -165,4 +179,11 @@ def load(name: str = "default", *, cache: bool = True) -> Model:
 
 def _ensure_builtin_backends() -> None:
     # Importing the backend modules registers them; they import heavy libraries lazily.
-    from skylens.models import default, openclip  # noqa: F401
+    import importlib
+
+    for module in ("skylens.models.default", "skylens.models.openclip"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a backend module missing from this install
+            if exc.name != module:
+                raise

@@ -28,19 +28,15 @@ import numpy as np
 
 from skylens.errors import ModelError
 from skylens.models import towers
-from skylens.models.base import ImageTextEncoder, ModelCard, l2_normalize, register_backend
+from skylens.models.base import (
+    ImageTextEncoder,
+    ModelCard,
+    l2_normalize,
+    register_backend,
+)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "skylens-lite.safetensors"
-
-#: Prompt templates for zero-shot classification of overhead imagery.
-RS_TEMPLATES: tuple[str, ...] = (
-    "an aerial image of {}.",
-    "a satellite photo of {}.",
-    "{} seen from above.",
-    "a remote sensing image of {}.",
-    "there is {} in this picture.",
-)
 
 
 @dataclass
@@ -72,7 +68,9 @@ def load_heads(path: Path) -> tuple[dict[str, np.ndarray], HeadsConfig]:
     from safetensors import safe_open
 
     if not path.is_file():
-        raise ModelError(f"skylens-lite heads not found at {path}: run `skylens train align` to create them")
+        raise ModelError(
+            f"skylens-lite heads not found at {path}: run `skylens train align` to create them"
+        )
     with safe_open(str(path), framework="numpy") as fh:
         meta = fh.metadata() or {}
         tensors = {k: fh.get_tensor(k).astype(np.float32) for k in fh.keys()}
@@ -88,7 +86,9 @@ class SkylensLite(ImageTextEncoder):
 
     def __init__(self, weights: Path = DEFAULT_WEIGHTS, *, threads: int | None = None) -> None:
         self.heads, self.config = load_heads(Path(weights))
-        self.image_tower = towers.ImageTower(threads=threads, conv_head=self.heads.get("tower.conv_head"))
+        self.image_tower = towers.ImageTower(
+            threads=threads, conv_head=self.heads.get("tower.conv_head")
+        )
         self.text_tower = towers.TextTower()
         self._check_card(Path(weights))
         dim = self.config.embed_dim + (towers.TEXT_DIM if self.config.beta > 0 else 0)
@@ -110,15 +110,25 @@ class SkylensLite(ImageTextEncoder):
         if cfg.image_size != towers.IMAGE_SIZE:
             problems.append(f"image_size {cfg.image_size} != tower's {towers.IMAGE_SIZE}")
         if tuple(cfg.mean) != towers.MEAN or tuple(cfg.std) != towers.STD:
-            problems.append(f"normalisation {cfg.mean}/{cfg.std} != tower's {towers.MEAN}/{towers.STD}")
+            problems.append(
+                f"normalisation {cfg.mean}/{cfg.std} != tower's {towers.MEAN}/{towers.STD}"
+            )
         if cfg.image_tower and cfg.image_tower != self.image_tower.digest:
-            problems.append(f"trained on image tower {cfg.image_tower}, installed is {self.image_tower.digest}")
+            problems.append(
+                f"trained on image tower {cfg.image_tower}, installed is {self.image_tower.digest}"
+            )
         if cfg.text_tower and cfg.text_tower != self.text_tower.digest:
-            problems.append(f"trained on text tower {cfg.text_tower}, installed is {self.text_tower.digest}")
+            problems.append(
+                f"trained on text tower {cfg.text_tower}, installed is {self.text_tower.digest}"
+            )
         w = self.heads.get("img.w1")
         if w is None or w.shape[1] != towers.FEATURE_DIM:
             problems.append("image head does not take the tower's 1280-d features")
-        out = self.heads["img.w2"].shape[0] if "img.w2" in self.heads else (w.shape[0] if w is not None else -1)
+        out = (
+            self.heads["img.w2"].shape[0]
+            if "img.w2" in self.heads
+            else (w.shape[0] if w is not None else -1)
+        )
         if out != cfg.embed_dim or self.heads["txt.w"].shape != (cfg.embed_dim, towers.TEXT_DIM):
             problems.append(f"head shapes disagree with embed_dim {cfg.embed_dim}")
         conv = self.heads.get("tower.conv_head")
@@ -138,7 +148,9 @@ class SkylensLite(ImageTextEncoder):
         learned = l2_normalize(x)
         if self.config.beta <= 0:
             return learned
-        conse = conse_embedding(logits, h["conse.names"], self.config.conse_topk, self.config.conse_temperature)
+        conse = conse_embedding(
+            logits, h["conse.names"], self.config.conse_topk, self.config.conse_temperature
+        )
         return _blend(learned, conse, self.config.beta)
 
     def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -169,11 +181,10 @@ class SkylensLite(ImageTextEncoder):
             return np.zeros((0, self.embed_dim), np.float32)
         return self.embed_text_features(self.text_tower.encode(texts))
 
-    def text_classifier(self, class_names: Sequence[str], templates: Sequence[str] = RS_TEMPLATES) -> np.ndarray:
-        return super().text_classifier(class_names, templates)
 
-
-def conse_embedding(logits: np.ndarray, name_emb: np.ndarray, k: int, temperature: float) -> np.ndarray:
+def conse_embedding(
+    logits: np.ndarray, name_emb: np.ndarray, k: int, temperature: float
+) -> np.ndarray:
     """Posterior-weighted mean of the top-k ImageNet class-name embeddings, L2-normalised."""
     lg = logits.astype(np.float32) / temperature
     idx = np.argpartition(-lg, k - 1, axis=-1)[..., :k]
@@ -192,7 +203,9 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
 
 
-@register_backend("default", "skylens-lite: embedded, offline CPU model (EfficientNet-Lite0 + MiniLM)", "default")
+@register_backend(
+    "default", "skylens-lite: embedded, offline CPU model (EfficientNet-Lite0 + MiniLM)", "default"
+)
 def _load_default(rest: str) -> SkylensLite:
     # "default" or "default:/path/to/heads.safetensors" (retrained heads)
     return SkylensLite(Path(rest) if rest else DEFAULT_WEIGHTS)

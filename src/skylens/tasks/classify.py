@@ -15,13 +15,15 @@ import numpy as np
 
 from skylens.errors import InputError, SkylensError
 from skylens.imagery import iter_image_files
-from skylens.tasks.common import load_scene_rgb
 from skylens.models.base import ImageTextEncoder
+from skylens.tasks.common import load_scene_rgb
 
 MAX_LABELS = 1000
 
 
-def parse_labels(labels: str | Sequence[str] | None = None, labels_file: str | Path | None = None) -> list[str]:
+def parse_labels(
+    labels: str | Sequence[str] | None = None, labels_file: str | Path | None = None
+) -> list[str]:
     """Class names from "a,b,c" or a file with one name per line (blank lines and # comments skipped)."""
     names: list[str] = []
     if labels_file is not None:
@@ -36,7 +38,9 @@ def parse_labels(labels: str | Sequence[str] | None = None, labels_file: str | P
     seen: set[str] = set()
     names = [n for n in names if not (n.lower() in seen or seen.add(n.lower()))]
     if len(names) < 2:
-        raise InputError("zero-shot classification needs at least two class names (--labels 'a,b,c')")
+        raise InputError(
+            "zero-shot classification needs at least two class names (--labels 'a,b,c')"
+        )
     if len(names) > MAX_LABELS:
         raise InputError(f"{len(names)} class names; the limit is {MAX_LABELS}")
     return names
@@ -50,10 +54,17 @@ class Classification:
     error: str | None = None
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "labels": self.labels, "scores": self.scores, "error": self.error}
+        return {
+            "source": self.source,
+            "labels": self.labels,
+            "scores": self.scores,
+            "error": self.error,
+        }
 
 
-def zero_shot_weights(model: ImageTextEncoder, class_names: Sequence[str], templates: Sequence[str] | None = None) -> np.ndarray:
+def zero_shot_weights(
+    model: ImageTextEncoder, class_names: Sequence[str], templates: Sequence[str] | None = None
+) -> np.ndarray:
     """(C, D) class embeddings for ``class_names`` (templates default to the model's own)."""
     if templates is None:
         return model.text_classifier(class_names)
@@ -100,8 +111,12 @@ def classify(
     pending: list[tuple[str, np.ndarray]] = []
 
     def flush() -> None:
-        preds = classify_arrays(model, [a for _, a in pending], class_names, top=top, weights=weights)
-        results.extend(Classification(src, lab, sc) for (src, _), (lab, sc) in zip(pending, preds, strict=True))
+        preds = classify_arrays(
+            model, [a for _, a in pending], class_names, top=top, weights=weights
+        )
+        results.extend(
+            Classification(src, lab, sc) for (src, _), (lab, sc) in zip(pending, preds, strict=True)
+        )
         if progress:
             progress(len(pending))
         pending.clear()

@@ -11,7 +11,9 @@ from skylens.imagery import parse_bands, read_raster, to_rgb
 MAX_SIDE = 1024  # whole-image tasks look at a decimated view; the models see 224 px anyway
 
 
-def load_scene_rgb(path: str | Path, *, bands: str | None = None, max_side: int = MAX_SIDE) -> np.ndarray:
+def load_scene_rgb(
+    path: str | Path, *, bands: str | None = None, max_side: int = MAX_SIDE
+) -> np.ndarray:
     """An RGB uint8 view of a whole raster, decimated so its longer side is at most ``max_side``.
 
     Uses overviews where the file has them (rasterio ``out_shape``), so a 20,000 px scene is never

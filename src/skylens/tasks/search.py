@@ -10,8 +10,8 @@ import numpy as np
 
 from skylens.errors import InputError
 from skylens.index.store import ChipIndex, SearchHit, hits_to_geojson
-from skylens.tasks.common import load_scene_rgb
 from skylens.models.base import ImageTextEncoder, load
+from skylens.tasks.common import load_scene_rgb
 
 MAX_QUERY_CHARS = 1000
 
@@ -32,7 +32,11 @@ class SearchResult:
 
 
 def _encoder_for(index: ChipIndex, model: ImageTextEncoder | str | None) -> ImageTextEncoder:
-    enc = load(index.model_name) if model is None else (load(model) if isinstance(model, str) else model)
+    enc = (
+        load(index.model_name)
+        if model is None
+        else (load(model) if isinstance(model, str) else model)
+    )
     enc.require(ImageTextEncoder)
     return enc
 
@@ -50,7 +54,12 @@ def search_vector(
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
     return index.search(
-        vector, k=k, bbox=bbox, time_range=time_range, source=source, query_model_version=model_version
+        vector,
+        k=k,
+        bbox=bbox,
+        time_range=time_range,
+        source=source,
+        query_model_version=model_version,
     )
 
 
@@ -67,12 +76,16 @@ def search_text(
     """Chips that best match ``text``; the model defaults to the one the index was built with."""
     text = (text or "").strip()
     if not text:
-        raise InputError("empty search text: say what to look for, e.g. 'airplanes parked at an airport'")
+        raise InputError(
+            "empty search text: say what to look for, e.g. 'airplanes parked at an airport'"
+        )
     if len(text) > MAX_QUERY_CHARS:
         raise InputError(f"search text is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
     enc = _encoder_for(index, model)
     vec = enc.encode_texts([text])[0]
-    hits = search_vector(index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source)
+    hits = search_vector(
+        index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source
+    )
     return SearchResult(text, enc.name, hits)
 
 
@@ -95,5 +108,7 @@ def search_image(
         label = str(image)
         rgb = load_scene_rgb(image, bands=bands)
     vec = enc.encode_images([rgb])[0]
-    hits = search_vector(index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source)
+    hits = search_vector(
+        index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source
+    )
     return SearchResult(f"image:{label}", enc.name, hits)

