@@ -113,7 +113,7 @@ def run_naive(n: int) -> dict:
     for i, p in enumerate(tiles):
         rgb = np.asarray(Image.open(p).convert("RGB"))
         with torch.inference_mode():
-            _, pooled, logits = net(torch.from_numpy(model.preprocess([rgb])))
+            _, _, pooled, logits = net(torch.from_numpy(model.preprocess([rgb])))
         vec = model.embed_tower_output(pooled.numpy(), logits.numpy())[0]
         row = pa.table({"id": [str(i)], "path": [str(p)], "vector": [vec.tolist()]})
         table = db.create_table("chips", row) if table is None else table

@@ -41,7 +41,7 @@ def test_onnx_tower_matches_eager_torch(lite):
     rng = np.random.default_rng(1)
     px = preprocess([rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(2)])
     with torch.inference_mode():
-        _, pooled, logits = lite.image_tower.torch_module()(torch.from_numpy(px))
+        _, _, pooled, logits = lite.image_tower.torch_module()(torch.from_numpy(px))
     out = lite.image_tower.run(px)
     np.testing.assert_allclose(out.pooled, pooled.numpy(), atol=1e-3)
     np.testing.assert_allclose(out.logits, logits.numpy(), atol=1e-3)
