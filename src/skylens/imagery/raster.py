@@ -235,14 +235,23 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> Raster:
 
 
 def parse_bands(
-    spec: str | Sequence[int] | None, count: int, path: str | Path = "<raster>"
+    spec: str | Sequence[int] | None,
+    count: int,
+    path: str | Path = "<raster>",
+    band_names: Sequence[str] | None = None,
 ) -> list[int]:
-    """Bands to render as RGB: ``"4,3,2"`` -> [4, 3, 2]; default [1, 2, 3] (or [1, 1, 1] for 1 band).
+    """Bands to render as RGB: ``"4,3,2"`` -> [4, 3, 2].
+
+    The default follows the file's colour interpretation when it names red, green and blue (a
+    BGR(A) GeoTIFF renders the right way round), else [1, 2, 3], or [1, 1, 1] for one band.
 
     Raises:
         BandError: malformed spec, not 1 or 3 bands, or an index outside 1..count.
     """
     if spec is None or spec == "":
+        names = [n.lower() for n in band_names or []]
+        if all(c in names for c in ("red", "green", "blue")):
+            return [names.index(c) + 1 for c in ("red", "green", "blue")]
         return [1, 2, 3] if count >= 3 else [1, 1, 1]
     if isinstance(spec, str):
         try:

@@ -100,7 +100,7 @@ def read_chip(
 
     Non-uint8 data is stretched with the whole raster's p2-p98 statistics.
     """
-    band_list = parse_bands(bands, raster.count, raster.path)
+    band_list = parse_bands(bands, raster.count, raster.path, raster.band_names)
     valid = raster.valid_mask(chip.window)
     frac = float(valid.mean()) if valid.size else 0.0
     if frac < min_valid:

@@ -114,7 +114,7 @@ class ChipReader:
     def _file(self, path: Path) -> Iterator[_Item]:
         digest = file_digest(path)
         with read_raster(path) as raster:
-            bands = parse_bands(self.bands_spec, raster.count, path)
+            bands = parse_bands(self.bands_spec, raster.count, path, raster.band_names)
             band_key = ",".join(map(str, bands))
             acquired = acquisition_time(path, getattr(raster, "tags", None))
             chips = list(tile(raster, self.size, self.overlap))

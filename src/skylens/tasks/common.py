@@ -20,7 +20,7 @@ def load_scene_rgb(
     loaded whole. Errors name the file (``ImageReadError``, ``BandError``).
     """
     with read_raster(path) as raster:
-        band_list = parse_bands(bands, raster.count, path)
+        band_list = parse_bands(bands, raster.count, path, raster.band_names)
         scale = min(1.0, max_side / max(raster.width, raster.height))
         out = (max(1, round(raster.height * scale)), max(1, round(raster.width * scale)))
         arr = raster.read(bands=band_list, out_size=out)
