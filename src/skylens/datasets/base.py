@@ -99,6 +99,7 @@ class BenchmarkDataset(Sequence):
     task: ClassVar[str] = ""
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test", "all")
     citation: ClassVar[str] = ""
+    classes: list[str] = []  # class default; each instance holds its own copy
 
     def __init__(
         self,
@@ -135,7 +136,7 @@ class BenchmarkDataset(Sequence):
         self.skip_missing = skip_missing
         self.images_required = images_required
         self.skipped = 0
-        self.classes: list[str] = list(getattr(self, "classes", []))
+        self.classes = list(type(self).classes)
         self._samples: list[Sample] = self._load()
 
     def _load(self) -> list[Sample]:
@@ -158,8 +159,7 @@ class BenchmarkDataset(Sequence):
     def __repr__(self) -> str:
         extra = f", skipped={self.skipped}" if self.skipped else ""
         return (
-            f"{type(self).__name__}(root='{self.root}', split='{self.split}', "
-            f"n={len(self)}{extra})"
+            f"{type(self).__name__}(root='{self.root}', split='{self.split}', n={len(self)}{extra})"
         )
 
     # -- helpers for subclasses -----------------------------------------------------------------
@@ -245,7 +245,9 @@ def get_dataset(
 # -- pixels -----------------------------------------------------------------------------------
 
 
-def load_image(sample: Mapping[str, Any] | str | os.PathLike[str], key: str = "image") -> np.ndarray:
+def load_image(
+    sample: Mapping[str, Any] | str | os.PathLike[str], key: str = "image"
+) -> np.ndarray:
     """Decode a sample's image (or a path) to an HxWx3 uint8 RGB array with PIL.
 
     Args:

@@ -25,7 +25,7 @@ from skylens.datasets.base import (
     Transform,
     index_images,
 )
-from skylens.errors import DatasetLayoutError
+from skylens.errors import DatasetLayoutError, InputError
 
 CAPTION_SPLITS = ("train", "val", "test", "all")
 
@@ -55,13 +55,16 @@ class CaptionDataset(BenchmarkDataset):
         skip_missing: bool = False,
         images_required: bool = True,
     ) -> None:
-        """Args (beyond :class:`BenchmarkDataset`'s):
-        image_dir: folder searched (recursively) for the images; default: root.
-        annotation_file: an explicit Karpathy-style JSON, overriding the search.
-        layout: ``auto`` (the JSON when present, else precomp), ``json`` or ``precomp``.
+        """Read the annotations; root, split, transforms, skip_missing, images_required as in
+        :class:`BenchmarkDataset`.
+
+        Args:
+            image_dir: folder searched (recursively) for the images; default: root.
+            annotation_file: an explicit Karpathy-style JSON, overriding the search.
+            layout: ``auto`` (the JSON when present, else precomp), ``json`` or ``precomp``.
         """
         if layout not in ("auto", "json", "precomp"):
-            raise DatasetLayoutError(f"layout must be auto, json or precomp, not '{layout}'")
+            raise InputError(f"layout must be auto, json or precomp, not '{layout}'")
         self.layout = layout
         self.image_dir = Path(image_dir).expanduser() if image_dir is not None else None
         self.annotation_file = Path(annotation_file) if annotation_file is not None else None
@@ -138,7 +141,7 @@ class CaptionDataset(BenchmarkDataset):
         return None
 
     def _read_json(self, path: Path) -> list[tuple[str, list[str]]]:
-        data = _read_json_file(path)
+        data = read_json_file(path)
         images = data.get("images") if isinstance(data, dict) else None
         if not isinstance(images, list):
             raise DatasetLayoutError(f"{path}: expected a JSON object with an 'images' list")
@@ -210,7 +213,7 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
-def _read_json_file(path: Path) -> object:
+def read_json_file(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

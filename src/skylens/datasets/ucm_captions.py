@@ -58,9 +58,13 @@ class UCMCaptions(CaptionDataset):
     citation: ClassVar[str] = (
         "Qu et al., Deep semantic understanding of high resolution remote sensing image, CITS 2016"
     )
-    json_names: ClassVar[tuple[str, ...]] = ("dataset.json", "dataset_ucm.json", "dataset_ucmd.json")
+    json_names: ClassVar[tuple[str, ...]] = (
+        "dataset.json",
+        "dataset_ucm.json",
+        "dataset_ucmd.json",
+    )
     precomp_dirs: ClassVar[tuple[str, ...]] = ("ucm_precomp",)
-    classes: ClassVar[list[str]] = [readable_class_name(c) for c in UCM_CLASS_FOLDERS]
+    classes: list[str] = [readable_class_name(c) for c in UCM_CLASS_FOLDERS]
 
     def _annotate(self, sample: Sample, filename: str) -> None:
         stem = Path(filename).stem
