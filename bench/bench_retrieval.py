@@ -46,7 +46,7 @@ def main() -> None:
         img_emb = model.encode_images(imgs)
         caps = [c for cs in ucm.captions[split] for c in cs]
         owner = np.repeat(np.arange(len(imgs)), [len(cs) for cs in ucm.captions[split]])
-        out[f"ucm_captions_{split}"] = RetrievalEvaluator()(img_emb, model.encode_texts(caps), owner) | {
+        out[f"ucm_captions_{split}"] = RetrievalEvaluator()(img_emb, model.encode_texts(caps), owner)["metrics"] | {
             "images": len(imgs),
             "captions": len(caps),
         }

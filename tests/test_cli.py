@@ -120,3 +120,36 @@ def test_index_with_corrupt_file_keeps_the_rest(tmp_path):
 def test_models_lists_backends():
     r = runner.invoke(app, ["models"])
     assert r.exit_code == 0 and "default" in r.output and "openclip" in r.output
+
+
+def test_eval_classify_and_compare_on_a_tiny_scene_dataset(tmp_path):
+    """`skylens eval` on a generated UC Merced layout, with the fake colour encoder."""
+    root = tmp_path / "UCMerced_LandUse" / "Images"
+    for cls, rgb in {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            a = np.zeros((16, 16, 3), np.uint8)
+            a[:] = rgb
+            Image.fromarray(a).save(root / cls / f"{cls}{i:02d}.tif")
+    out_a = tmp_path / "a.json"
+    r = runner.invoke(
+        app,
+        ["eval", "classify", "--dataset", "ucm_landuse", "--root", str(root.parent), "--model", "fake", "--split", "all", "--out", str(out_a)],
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(out_a.read_text())
+    assert report["result"]["metrics"]["top1"] == 100.0
+    assert report["metadata"]["model"] == "fake" and report["metadata"]["samples"]["images"] == 9
+    assert out_a.with_suffix(".md").is_file()
+    r = runner.invoke(app, ["eval", "compare", str(out_a), str(out_a)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "top1" in r.output
+
+
+def test_eval_refuses_a_model_without_the_capability(tmp_path):
+    r = runner.invoke(app, ["eval", "caption", "--dataset", "ucm_captions", "--root", str(tmp_path), "--model", "fake"])
+    assert r.exit_code == 2 and "captioner" in r.output
+
+
+def test_eval_names_the_missing_layout(tmp_path):
+    r = runner.invoke(app, ["eval", "retrieval", "--dataset", "ucm_captions", "--root", str(tmp_path), "--model", "fake"])
+    assert r.exit_code == 2 and "Traceback" not in r.output

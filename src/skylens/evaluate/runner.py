@@ -1,0 +1,134 @@
+"""Run a model on a benchmark dataset and score it: the engine of ``skylens eval``.
+
+Each ``run_*`` function checks that the model has the capability the evaluation needs *before*
+any work (``CapabilityError``), streams images through the model in batches, scores with the
+evaluator objects of this package, and returns the evaluator's dict plus ``meta``: the keywords
+``write_report`` takes (model, weights digest, dataset, split, sample counts, date, command).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from skylens.errors import CapabilityError, InputError
+from skylens.models.base import ImageTextEncoder, Model
+
+TASKS = ("retrieval", "classify", "caption", "vqa")
+Progress = Callable[[int], None]
+
+
+def _images(dataset, indices, key="image") -> list[np.ndarray]:
+    from skylens.datasets import load_image
+
+    return [load_image(dataset[i], key=key) for i in indices]
+
+
+def _meta(model: Model, dataset, split: str, seconds: float, **samples) -> dict:
+    """Report metadata (``write_report`` keywords) for a run."""
+    in_cli = bool(sys.argv) and Path(sys.argv[0]).name == "skylens"
+    return {
+        "model": model.name,
+        "weights_digest": model.version,
+        "dataset": getattr(dataset, "name", type(dataset).__name__),
+        "split": split,
+        "samples": samples,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "skylens " + " ".join(sys.argv[1:]) if in_cli else None,
+        "extra": {"root": str(getattr(dataset, "root", "")), "seconds": round(seconds, 2)},
+    }
+
+
+def require(model: Model, task: str) -> None:
+    """Refuse, before any work, a model that cannot do ``task``."""
+    if task not in TASKS:
+        raise InputError(f"unknown evaluation '{task}': choose one of {', '.join(TASKS)}")
+    if task in ("retrieval", "classify") and not isinstance(model, ImageTextEncoder):
+        raise CapabilityError(
+            f"model '{model.name}' is not an image-text encoder; '{task}' needs one"
+        )
+    if task == "caption" and not callable(getattr(model, "caption_images", None)):
+        raise CapabilityError(
+            f"model '{model.name}' has no captioner; 'caption' evaluation needs one"
+        )
+    if task == "vqa" and not callable(getattr(model, "answer", None)):
+        raise CapabilityError(
+            f"model '{model.name}' cannot answer questions; 'vqa' evaluation needs an answerer"
+        )
+
+
+def run_retrieval(
+    model: ImageTextEncoder,
+    dataset,
+    *,
+    split: str,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> dict:
+    """Image<->text retrieval over every (image, captions) sample of ``dataset``."""
+    from skylens.evaluate.retrieval import RetrievalEvaluator
+
+    require(model, "retrieval")
+    n = len(dataset)
+    if n == 0:
+        raise InputError(f"dataset {getattr(dataset, 'name', '')} split '{split}' has no samples")
+    t0 = time.perf_counter()
+    img_emb, captions, owner = [], [], []
+    for s in range(0, n, batch_size):
+        idx = range(s, min(s + batch_size, n))
+        img_emb.append(model.encode_images(_images(dataset, idx)))
+        for i in idx:
+            caps = dataset[i]["captions"]
+            captions += caps
+            owner += [i] * len(caps)
+        if progress:
+            progress(len(idx))
+    result = RetrievalEvaluator()(np.concatenate(img_emb), model.encode_texts(captions), np.array(owner))
+    meta = _meta(model, dataset, split, time.perf_counter() - t0, images=n, captions=len(captions))
+    return {**result, "meta": meta}
+
+
+def run_classify(
+    model: ImageTextEncoder,
+    dataset,
+    *,
+    split: str,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> dict:
+    """Zero-shot scene classification from the dataset's readable class names."""
+    from skylens.evaluate.classification import ZeroShotEvaluator
+
+    require(model, "classify")
+    classes = list(dataset.classes)
+    n = len(dataset)
+    if n == 0:
+        raise InputError(f"dataset {getattr(dataset, 'name', '')} split '{split}' has no samples")
+    t0 = time.perf_counter()
+    weights = model.text_classifier(classes)
+    scores, labels = [], []
+    for s in range(0, n, batch_size):
+        idx = range(s, min(s + batch_size, n))
+        scores.append(model.encode_images(_images(dataset, idx)) @ weights.T)
+        labels += [dataset[i]["label"] for i in idx]
+        if progress:
+            progress(len(idx))
+    result = ZeroShotEvaluator(classes)(np.concatenate(scores), np.array(labels))
+    return {**result, "meta": _meta(model, dataset, split, time.perf_counter() - t0, images=n, classes=len(classes))}
+
+
+def run(task: str, model: Model, dataset, *, split: str, progress: Progress | None = None) -> dict:
+    """Dispatch to the ``run_*`` function for ``task`` (capability checked first)."""
+    require(model, task)
+    if task == "retrieval":
+        return run_retrieval(model, dataset, split=split, progress=progress)
+    if task == "classify":
+        return run_classify(model, dataset, split=split, progress=progress)
+    raise CapabilityError(
+        f"'{task}' evaluation needs a captioning/VQA model; none is registered in this build"
+    )
