@@ -386,6 +386,11 @@ def demo_cmd(
     out.print(f"[bold green]report:[/] {report.resolve()}")
 
 
+from skylens.cli_geo import register as _register_geo  # noqa: E402 - commands defined beside
+
+_register_geo(app)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

