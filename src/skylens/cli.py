@@ -387,8 +387,10 @@ def demo_cmd(
 
 
 from skylens.cli_geo import register as _register_geo  # noqa: E402 - commands defined beside
+from skylens.cli_serve import register as _register_serve  # noqa: E402
 
 _register_geo(app)
+_register_serve(app)
 
 
 def main() -> None:  # pragma: no cover

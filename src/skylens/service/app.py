@@ -1,0 +1,418 @@
+"""The skylens REST service: a FastAPI app over the tasks, plus the static web page.
+
+Routes only parse the request, call a task function (``skylens.tasks``) off the event loop, and
+format the answer (``../shared/STYLE.md`` #8). Concurrent text searches are micro-batched
+(``skylens.service.batching``). Every ``SkylensError`` becomes a JSON 4xx
+``{"error": {"type": ..., "message": ...}}`` with its ``http_status``; request-validation errors
+take the same shape, so bad input never yields a 500. Uploads and server-side paths are checked
+by ``skylens.service.safety``. OpenAPI docs are served at ``/docs``.
+"""
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from skylens.errors import InputError, NotFoundError, SkylensError
+from skylens.index.store import MAX_K, ChipIndex
+from skylens.models.base import ImageTextEncoder, Model, available, load
+from skylens.service.batching import TextBatcher
+from skylens.service.chips import chip_thumbnail_png
+from skylens.service.safety import (
+    AuthError,
+    decode_upload,
+    format_bytes,
+    read_upload,
+    resolve_under_roots,
+    token_matches,
+)
+from skylens.tasks.classify import Classification, classify_arrays, parse_labels
+from skylens.tasks.common import load_scene_rgb
+from skylens.tasks.search import MAX_QUERY_CHARS, SearchResult, search_image, search_vector
+
+log = logging.getLogger("skylens.service")
+
+DEFAULT_MAX_UPLOAD = 50 * 2**20  # bytes
+MULTIPART_SLACK = 1 << 20  # bytes of form fields and multipart headers allowed beyond the image
+NO_INDEX = "no index is loaded: start the service with `skylens serve --index DIR`"
+STATIC_DIR = Path(str(files("skylens.service") / "static"))
+
+Format = Literal["json", "geojson"]
+
+
+# -- request parsing ----------------------------------------------------------------------------
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``'W,S,E,N'`` in degrees (EPSG:4326) -> tuple; ``InputError`` on anything else."""
+    if not text:
+        return None
+    try:
+        w, s, e, n = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"bbox must be W,S,E,N in degrees, got '{text[:200]}'") from None
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+        raise InputError(f"bbox '{text}' is outside lon -180..180 / lat -90..90 or has S > N")
+    return (w, s, e, n)
+
+
+def parse_time_range(
+    after: str | None, before: str | None
+) -> tuple[datetime | None, datetime | None] | None:
+    """ISO 8601 ``after``/``before`` (either may be empty) -> time range, or None."""
+    out = []
+    for name, text in (("after", after), ("before", before)):
+        if not text:
+            out.append(None)
+            continue
+        try:
+            out.append(datetime.fromisoformat(text))
+        except ValueError:
+            raise InputError(
+                f"{name} must be an ISO date like 2016-04-01, got '{text[:100]}'"
+            ) from None
+    return (out[0], out[1]) if any(out) else None
+
+
+def check_query_text(text: str) -> str:
+    """The stripped query; ``InputError`` when empty or too long (the rules of ``search_text``)."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError("empty search text: say what to look for, e.g. 'a harbour with boats'")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InputError(f"search text is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+    return text
+
+
+def _error_body(kind: str, message: str) -> dict:
+    return {"error": {"type": kind, "message": message}}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "body", "path", "header")]
+        where = {"query": "query parameter", "body": "form field", "path": "path parameter"}.get(
+            str(err.get("loc", ("",))[0]), "field"
+        )
+        parts.append(f"{where} '{'.'.join(loc) or '?'}': {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+# -- app state ----------------------------------------------------------------------------------
+class ServiceState:
+    """What the routes share: the open index, the lazily loaded model and the text batcher."""
+
+    def __init__(
+        self, index: ChipIndex | None, model_name: str, batch_wait_s: float, max_batch: int
+    ) -> None:
+        self.index = index
+        self.model_name = model_name
+        self._model: Model | None = None
+        self._lock = threading.Lock()
+        self.batcher = TextBatcher(
+            lambda texts: self.encoder().encode_texts(texts),
+            max_wait_s=batch_wait_s,
+            max_batch=max_batch,
+        )
+
+    def model(self) -> Model:
+        """The service's model, loaded on first use (call from a worker thread)."""
+        with self._lock:
+            if self._model is None:
+                self._model = load(self.model_name)
+            return self._model
+
+    def encoder(self) -> ImageTextEncoder:
+        m = self.model()
+        m.require(ImageTextEncoder)
+        return m  # type: ignore[return-value]
+
+    def require_index(self) -> ChipIndex:
+        if self.index is None:
+            raise NotFoundError(NO_INDEX)
+        return self.index
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes while they stream in (413)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            f"request body is larger than the {format_bytes(self.limit)} limit; "
+            "send a smaller image"
+        )
+        for key, value in scope.get("headers", []):
+            if key == b"content-length" and value.isdigit() and int(value) > self.limit:
+                body = _error_body("UploadTooLargeError", message)
+                await JSONResponse(body, status_code=413)(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:  # HTTPException passes FastAPI's body parsing as is
+                    raise StarletteHTTPException(413, detail=message)
+            return msg
+
+        await self.app(scope, limited_receive, send)
+
+
+# -- the app ------------------------------------------------------------------------------------
+def create_app(
+    index_dir: Path | None,
+    *,
+    model: str | None = None,
+    roots: Sequence[Path] = (),
+    token: str | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    cors_origins: Sequence[str] = (),
+    batch_wait_s: float = 0.005,
+    max_batch: int = 64,
+) -> FastAPI:
+    """Build the service.
+
+    Args:
+        index_dir: chip index to search (``skylens index``); None serves classification only.
+        model: model name; defaults to the index's model, else ``default``. Loaded on first use.
+        roots: folders whose files may be named by server-side ``path`` fields; none by default.
+        token: bearer token every ``/api`` route but ``/api/health`` requires; defaults to the
+            ``SKYLENS_API_TOKEN`` environment variable; None/empty means no token.
+        max_upload_bytes: largest accepted image upload in bytes (default 50 MiB).
+        cors_origins: origins allowed cross-origin access; CORS is off when empty.
+        batch_wait_s: how long a text query waits to share an encoder call (seconds).
+        max_batch: most text queries per encoder call.
+
+    Raises:
+        NotFoundError: ``index_dir`` is not an index.
+    """
+    index = ChipIndex.open(index_dir) if index_dir is not None else None
+    model_name = model or (index.model_name if index is not None else "default")
+    state = ServiceState(index, model_name, batch_wait_s, max_batch)
+    token = token if token is not None else os.environ.get("SKYLENS_API_TOKEN")
+    token = token or None
+    roots = tuple(Path(r) for r in roots)
+
+    app = FastAPI(
+        title="skylens",
+        summary="Search and classify satellite and aerial imagery, offline.",
+        version=_version(),
+    )
+    app.state.skylens = state
+
+    # -- errors: one JSON shape, never a 500 for bad input --------------------------------------
+    @app.exception_handler(SkylensError)
+    async def _skylens_error(request: Request, exc: SkylensError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+        return JSONResponse(
+            _error_body(type(exc).__name__, str(exc)), status_code=exc.http_status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            _error_body("ValidationError", _validation_message(exc)), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "NotFound", 413: "UploadTooLargeError"}.get(exc.status_code, "HTTPError")
+        return JSONResponse(
+            _error_body(kind, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse(
+            _error_body(type(exc).__name__, "internal error; see the server log"), status_code=500
+        )
+
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(_BodyLimit, limit=max_upload_bytes + MULTIPART_SLACK)
+
+    async def require_token(request: Request) -> None:
+        if token is not None and not token_matches(request.headers.get("authorization"), token):
+            raise AuthError("this service needs a bearer token: send 'Authorization: Bearer TOKEN'")
+
+    api = [Depends(require_token)]
+
+    async def image_from_request(image: UploadFile | None, path: str | None) -> tuple[object, str]:
+        """(RGB array, label) from an upload or a server-side path under the roots."""
+        if (image is None) == (not path):
+            raise InputError(
+                "send exactly one image: an upload (form field 'image') or a server-side 'path'"
+            )
+        if image is not None:
+            name = (image.filename or "image")[:200]
+            data = await read_upload(image, name, max_upload_bytes)
+            return await run_in_threadpool(decode_upload, data, name), name
+        resolved = resolve_under_roots(path, roots)
+        return await run_in_threadpool(load_scene_rgb, resolved), str(resolved)
+
+    def search_params(
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of hits.")] = 10,
+        bbox: Annotated[str | None, Query(description="W,S,E,N in degrees (EPSG:4326).")] = None,
+        after: Annotated[str | None, Query(description="Acquired on or after (ISO 8601).")] = None,
+        before: Annotated[
+            str | None, Query(description="Acquired on or before (ISO 8601).")
+        ] = None,
+        source: Annotated[
+            str | None, Query(description="Path prefix or glob of source files.")
+        ] = None,
+    ) -> dict:
+        return {
+            "k": k,
+            "bbox": parse_bbox(bbox),
+            "time_range": parse_time_range(after, before),
+            "source": source or None,
+        }
+
+    def formatted(result: SearchResult, fmt: str) -> JSONResponse:
+        if fmt == "geojson":
+            return JSONResponse(result.to_geojson(), media_type="application/geo+json")
+        return JSONResponse(result.to_dict())
+
+    # -- routes ---------------------------------------------------------------------------------
+    @app.get("/api/health", tags=["service"])
+    async def health() -> dict:
+        """Liveness: always answers, without a token."""
+        return {
+            "status": "ok",
+            "index": state.index is not None,
+            "model": state.model_name,
+            "token_required": token is not None,
+        }
+
+    @app.get("/api/index", tags=["index"], dependencies=api)
+    async def index_stats() -> dict:
+        """What the index holds (rows, sources, model, ANN state, size on disk)."""
+        idx = state.require_index()
+        return await run_in_threadpool(idx.stats)
+
+    @app.get("/api/models", tags=["models"], dependencies=api)
+    async def models() -> dict:
+        """The service's model and the model backends this install knows."""
+        return {
+            "model": state.model_name,
+            "loaded": state._model is not None,
+            "index_model": state.index.model_name if state.index is not None else None,
+            "backends": [
+                {"scheme": b.scheme, "example": b.example, "description": b.description}
+                for b in available()
+            ],
+        }
+
+    @app.get("/api/search", tags=["search"], dependencies=api)
+    async def search_by_text(
+        q: Annotated[str, Query(description="What to look for, in words.")],
+        params: Annotated[dict, Depends(search_params)],
+        format: Annotated[Format, Query(description="json or geojson.")] = "json",
+    ) -> JSONResponse:
+        """Chips that best match a text query (concurrent queries share one encoder call)."""
+        idx = state.require_index()
+        text = check_query_text(q)
+        enc = await run_in_threadpool(state.encoder)
+        vector = await state.batcher.encode(text)
+        hits = await run_in_threadpool(
+            lambda: search_vector(idx, vector, model_version=enc.version, **params)
+        )
+        return formatted(SearchResult(text, enc.name, hits), format)
+
+    @app.post("/api/search/image", tags=["search"], dependencies=api)
+    async def search_by_image(
+        params: Annotated[dict, Depends(search_params)],
+        image: Annotated[UploadFile | None, File(description="Example image.")] = None,
+        path: Annotated[
+            str | None, Form(description="Or a server-side image under a served root.")
+        ] = None,
+        format: Annotated[Format, Query(description="json or geojson.")] = "json",
+    ) -> JSONResponse:
+        """Chips most similar to an uploaded example image."""
+        idx = state.require_index()
+        rgb, label = await image_from_request(image, path)
+        enc = await run_in_threadpool(state.encoder)
+        result = await run_in_threadpool(lambda: search_image(idx, rgb, model=enc, **params))
+        result.query = f"image:{label}"
+        return formatted(result, format)
+
+    @app.post("/api/classify", tags=["classify"], dependencies=api)
+    async def classify_image(
+        labels: Annotated[str, Form(description="Class names, comma-separated.")],
+        image: Annotated[UploadFile | None, File(description="Image to classify.")] = None,
+        path: Annotated[
+            str | None, Form(description="Or a server-side image under a served root.")
+        ] = None,
+        top: Annotated[int, Form(ge=1, le=100, description="Labels to return.")] = 3,
+    ) -> dict:
+        """Zero-shot scene classification of one image from class names."""
+        names = parse_labels(labels)
+        rgb, label = await image_from_request(image, path)
+        enc = await run_in_threadpool(state.encoder)
+        [(best, scores)] = await run_in_threadpool(
+            lambda: classify_arrays(enc, [rgb], names, top=top)
+        )
+        out = Classification(label, best, scores).to_dict()
+        out["model"] = enc.name
+        out["classes"] = names
+        return out
+
+    @app.get(
+        "/api/chip/{chip_id}/thumbnail.png",
+        tags=["index"],
+        dependencies=api,
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    async def chip_thumbnail(
+        chip_id: str,
+        size: Annotated[int, Query(ge=8, le=512, description="Longest side, pixels.")] = 256,
+    ) -> Response:
+        """A chip's pixels as a PNG thumbnail (read from the source file the index records)."""
+        idx = state.require_index()
+        png = await run_in_threadpool(chip_thumbnail_png, idx, chip_id, size=size)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    # -- the web page -----------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _version() -> str:
+    try:
+        from skylens import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "0"

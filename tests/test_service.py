@@ -1,0 +1,453 @@
+"""The REST service through its HTTP face, offline, with the fake colour encoder (conftest.py).
+
+A tiny index of three flat-colour PNGs and one georeferenced, dated GeoTIFF is built once per
+module; every test talks to ``create_app`` through Starlette's TestClient (or httpx's ASGI
+transport where requests must share one event loop).
+"""
+
+import asyncio
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import rasterio
+from fastapi.testclient import TestClient
+from PIL import Image
+from rasterio.transform import from_origin
+from typer.testing import CliRunner
+
+import skylens
+from skylens.index.ingest import ingest
+from skylens.index.store import ChipIndex
+from skylens.service import create_app
+from skylens.service.batching import TextBatcher
+from skylens.service.safety import resolve_under_roots, sniff_image, token_matches
+
+COL = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (20, 30, 210)}
+
+
+def _png_bytes(colour: str, size: int = 40) -> bytes:
+    arr = np.zeros((size, size, 3), np.uint8)
+    arr[:] = COL[colour]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _blue_geotiff(path: Path) -> Path:
+    """48x48 blue uint8 GeoTIFF, UTM 32618 near 36.1 N, 75 W; the name dates it 2020-06-15."""
+    arr = np.zeros((3, 48, 48), np.uint8)
+    arr[:] = np.array(COL["blue"], np.uint8)[:, None, None]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=48,
+        height=48,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32618",
+        transform=from_origin(500000, 4000000, 10, 10),
+    ) as dst:
+        dst.write(arr)
+    return path
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("archive")
+    for c in COL:
+        (d / f"{c}.png").write_bytes(_png_bytes(c))
+    _blue_geotiff(d / "scene_20200615.tif")
+    return d
+
+
+@pytest.fixture(scope="module")
+def index_dir(archive, tmp_path_factory) -> Path:
+    enc = skylens.load("fake")
+    d = tmp_path_factory.mktemp("svc") / "index"
+    idx = ChipIndex.create_or_open(
+        d, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
+    )
+    report = ingest([archive], idx, enc, size=256, overlap=0)
+    assert report.chips_added == 4 and not report.failed
+    return d
+
+
+@pytest.fixture(scope="module")
+def client(index_dir, archive) -> TestClient:
+    return TestClient(create_app(index_dir, roots=[archive], token=""))
+
+
+def _error(resp, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
+    return body["error"]
+
+
+# -- search -------------------------------------------------------------------------------------
+def test_health_and_index_stats(client):
+    assert client.get("/api/health").json()["index"] is True
+    stats = client.get("/api/index").json()
+    assert stats["rows"] == 4 and stats["model"] == "fake"
+
+
+@pytest.mark.parametrize("colour", ["red", "green"])
+def test_text_search_ranks_the_right_colour_first(client, colour):
+    body = client.get("/api/search", params={"q": colour, "k": 4}).json()
+    assert body["query"] == colour and body["model"] == "fake"
+    assert len(body["hits"]) == 4
+    assert Path(body["hits"][0]["path"]).name == f"{colour}.png"
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_search_geojson_with_bbox_and_time_filters(client):
+    resp = client.get(
+        "/api/search",
+        params={"q": "blue", "format": "geojson", "bbox": "-76,35,-74,37", "after": "2020-01-01"},
+    )
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("application/geo+json")
+    fc = resp.json()
+    assert fc["type"] == "FeatureCollection" and fc["properties"]["query"] == "blue"
+    [feature] = fc["features"]
+    assert feature["geometry"]["type"] == "Polygon"
+    assert Path(feature["properties"]["path"]).name == "scene_20200615.tif"
+    lon, lat = feature["geometry"]["coordinates"][0][0]
+    assert -76 < lon < -74 and 35 < lat < 37
+    # the same query before the scene's date finds nothing
+    none = client.get("/api/search", params={"q": "blue", "before": "2019-12-31"}).json()
+    assert none["hits"] == []
+
+
+def test_source_filter(client, archive):
+    body = client.get("/api/search", params={"q": "red", "source": "*green.png"}).json()
+    assert [Path(h["path"]).name for h in body["hits"]] == ["green.png"]
+
+
+def test_image_upload_search(client):
+    files = {"image": ("query.png", _png_bytes("green", 24), "image/png")}
+    body = client.post("/api/search/image", files=files, params={"k": 2}).json()
+    assert body["query"] == "image:query.png"
+    assert Path(body["hits"][0]["path"]).name == "green.png" and len(body["hits"]) == 2
+    fc = client.post("/api/search/image", files=files, params={"format": "geojson", "k": 1}).json()
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 1
+
+
+# -- classify -----------------------------------------------------------------------------------
+def test_classify_upload(client):
+    files = {"image": ("leaf.png", _png_bytes("green"), "image/png")}
+    resp = client.post("/api/classify", files=files, data={"labels": "red, green, blue", "top": 2})
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert body["source"] == "leaf.png" and body["labels"][0] == "green"
+    assert len(body["labels"]) == 2 and body["scores"][0] > body["scores"][1]
+    assert body["classes"] == ["red", "green", "blue"]
+
+
+def test_classify_server_side_path_only_under_roots(client, archive, tmp_path):
+    ok = client.post("/api/classify", data={"labels": "red,green,blue", "path": "blue.png"})
+    assert ok.status_code == 200 and ok.json()["labels"][0] == "blue"
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(_png_bytes("red"))
+    for path in ["../" * 6 + str(outside).lstrip("/"), str(outside), f"{archive}/../x.png"]:
+        err = _error(client.post("/api/classify", data={"labels": "a,b", "path": path}), 403)
+        assert err["type"] == "PathNotAllowedError"
+    both = client.post(
+        "/api/classify",
+        data={"labels": "a,b", "path": "red.png"},
+        files={"image": ("x.png", _png_bytes("red"), "image/png")},
+    )
+    assert "exactly one" in _error(both, 400)["message"]
+    neither = client.post("/api/classify", data={"labels": "a,b"})
+    assert "exactly one" in _error(neither, 400)["message"]
+    err = _error(client.post("/api/classify", data={"labels": "a,b", "path": "red\x00.png"}), 403)
+    assert "NUL" in err["message"]
+
+
+def test_server_side_paths_off_without_roots(index_dir):
+    c = TestClient(create_app(index_dir, token=""))
+    err = _error(c.post("/api/classify", data={"labels": "a,b", "path": "red.png"}), 403)
+    assert "--root" in err["message"]
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def test_garbage_upload_is_415_naming_it(client):
+    files = {"image": ("notes.png", b"this is not an image at all" * 10, "image/png")}
+    err = _error(client.post("/api/classify", files=files, data={"labels": "a,b"}), 415)
+    assert "notes.png" in err["message"] and err["type"] == "UnsupportedMediaError"
+
+
+def test_truncated_png_is_400_naming_it(client):
+    data = _png_bytes("red", 64)
+    files = {"image": ("cut.png", data[: len(data) // 2], "image/png")}
+    err = _error(client.post("/api/search/image", files=files), 400)
+    assert "cut.png" in err["message"] and err["type"] == "ImageReadError"
+    assert "skylens-upload-" not in err["message"]  # the temp file stays private
+
+
+def test_empty_upload_is_400(client):
+    files = {"image": ("void.png", b"", "image/png")}
+    assert "void.png" in _error(client.post("/api/search/image", files=files), 400)["message"]
+
+
+def test_oversize_upload_is_413_naming_the_limit(index_dir):
+    c = TestClient(create_app(index_dir, token="", max_upload_bytes=1000))
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    assert len(buf.getvalue()) > 1000
+    files = {"image": ("big.png", buf.getvalue(), "image/png")}
+    err = _error(c.post("/api/search/image", files=files), 413)
+    assert "big.png" in err["message"] and "1000 bytes" in err["message"]
+    # a body far past the limit is refused before it is parsed
+    huge = {"image": ("huge.png", b"\x89PNG\r\n\x1a\n" + bytes(2 << 20), "image/png")}
+    err = _error(c.post("/api/search/image", files=huge), 413)
+    assert "limit" in err["message"]
+
+
+def test_streamed_body_without_length_is_cut_off_at_the_limit():
+    c = TestClient(create_app(None, model="fake", token="", max_upload_bytes=1000))
+
+    def body():  # chunked transfer: no Content-Length to check up front
+        yield (
+            b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n"
+        )
+        for _ in range(40):
+            yield bytes(64 * 1024)
+        yield b"\r\n--xx--\r\n"
+
+    resp = c.post(
+        "/api/classify",
+        content=body(),
+        headers={"content-type": "multipart/form-data; boundary=xx"},
+    )
+    assert resp.request.headers.get("transfer-encoding") == "chunked"
+    assert _error(resp, 413)["type"] == "UploadTooLargeError"
+
+
+@pytest.mark.parametrize(
+    "params, status, word",
+    [
+        ({"q": "red", "k": 0}, 422, "'k'"),
+        ({"q": "red", "k": "many"}, 422, "'k'"),
+        ({"q": "red", "format": "xml"}, 422, "'format'"),
+        ({}, 422, "'q'"),
+        ({"q": "red", "bbox": "1,2,3"}, 400, "bbox"),
+        ({"q": "red", "bbox": "0,80,10,95"}, 400, "bbox"),
+        ({"q": "red", "after": "last tuesday"}, 400, "after"),
+        ({"q": "red", "after": "2021-01-01", "before": "2020-01-01"}, 400, "time range"),
+        ({"q": "   "}, 400, "empty"),
+        ({"q": "x" * 1001}, 400, "limit"),
+    ],
+)
+def test_malformed_search_params_are_json_4xx(client, params, status, word):
+    err = _error(client.get("/api/search", params=params), status)
+    assert word in err["message"]
+
+
+def test_classify_needs_two_labels_and_a_sane_top(client):
+    files = {"image": ("a.png", _png_bytes("red"), "image/png")}
+    assert (
+        "two"
+        in _error(client.post("/api/classify", files=files, data={"labels": "red"}), 400)["message"]
+    )
+    err = _error(client.post("/api/classify", files=files, data={"labels": "a,b", "top": 0}), 422)
+    assert "'top'" in err["message"]
+    assert _error(client.post("/api/classify", files=files), 422)["type"] == "ValidationError"
+
+
+# -- thumbnails and the page --------------------------------------------------------------------
+def test_thumbnail_renders_the_chip(client):
+    hit = client.get("/api/search", params={"q": "red", "k": 1}).json()["hits"][0]
+    resp = client.get(f"/api/chip/{hit['id']}/thumbnail.png", params={"size": 16})
+    assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
+    im = np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGB"))
+    assert im.shape == (16, 16, 3) and tuple(im[8, 8]) == COL["red"]
+    assert _error(client.get("/api/chip/" + "0" * 32 + "/thumbnail.png"), 404)
+    traversal = client.get("/api/chip/..%2F..%2Fetc/thumbnail.png")
+    assert traversal.status_code in (400, 404) and "error" in traversal.json()
+    assert _error(client.get("/api/chip/zzz/thumbnail.png"), 400)["type"] == "InputError"
+
+
+def test_static_page_is_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for needle in ('<label for="q">', 'id="map"', 'id="drop"', "/static/app.js"):
+        assert needle in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/app.css").status_code == 200
+    assert "/api/search" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_without_an_index_search_says_so_and_classify_works():
+    c = TestClient(create_app(None, model="fake", token=""))
+    assert c.get("/api/health").json()["index"] is False
+    err = _error(c.get("/api/search", params={"q": "red"}), 404)
+    assert "no index is loaded" in err["message"]
+    files = {"image": ("r.png", _png_bytes("red"), "image/png")}
+    assert (
+        c.post("/api/classify", files=files, data={"labels": "red,blue"}).json()["labels"][0]
+        == "red"
+    )
+    assert c.get("/api/models").json()["model"] == "fake"
+
+
+# -- auth and CORS ------------------------------------------------------------------------------
+def test_token_is_required_when_configured(index_dir, monkeypatch):
+    c = TestClient(create_app(index_dir, token="s3cret"))
+    assert c.get("/api/health").status_code == 200  # liveness stays open
+    err = _error(c.get("/api/search", params={"q": "red"}), 401)
+    assert err["type"] == "AuthError"
+    assert _error(c.get("/api/index", headers={"Authorization": "Bearer wrong"}), 401)
+    ok = c.get("/api/search", params={"q": "red"}, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    monkeypatch.setenv("SKYLENS_API_TOKEN", "from-env")
+    c = TestClient(create_app(index_dir))
+    assert c.get("/api/models").status_code == 401
+    assert c.get("/api/models", headers={"Authorization": "Bearer from-env"}).status_code == 200
+
+
+def test_cors_is_off_unless_origins_are_given(index_dir):
+    origin = {"Origin": "http://maps.example.org"}
+    off = TestClient(create_app(index_dir, token="")).get("/api/health", headers=origin)
+    assert "access-control-allow-origin" not in off.headers
+    on = TestClient(create_app(index_dir, token="", cors_origins=["http://maps.example.org"]))
+    assert on.get("/api/health", headers=origin).headers["access-control-allow-origin"] == (
+        "http://maps.example.org"
+    )
+
+
+def test_safety_helpers(tmp_path):
+    assert sniff_image(b"\xff\xd8\xff\xe0") == ("JPEG", ".jpg")
+    assert sniff_image(b"RIFF\x00\x00\x00\x00WEBPVP8 ")[0] == "WebP"
+    assert sniff_image(b"II*\x00")[0] == sniff_image(b"MM\x00*")[0] == "TIFF"
+    assert sniff_image(b"\x00\x00\x00\x0cjP  \r\n\x87\n")[0] == "JPEG 2000"
+    assert sniff_image(b"GIF89a") is None and sniff_image(b"") is None
+    assert token_matches("Bearer abc", "abc") and not token_matches("Basic abc", "abc")
+    assert not token_matches(None, "abc")
+    (tmp_path / "a").mkdir()
+    assert resolve_under_roots("a/../a", [tmp_path]) == (tmp_path / "a").resolve()
+    (tmp_path / "a" / "link").symlink_to("/etc")
+    with pytest.raises(skylens.errors.InputError):
+        resolve_under_roots("a/link/passwd", [tmp_path])
+
+
+# -- micro-batching -----------------------------------------------------------------------------
+def test_batcher_batches_concurrent_calls_and_matches_unbatched():
+    enc = skylens.load("fake")
+    calls: list[list[str]] = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return enc.encode_texts(texts)
+
+    texts = ["red", "green", "blue", "red roofs", "green", "blue water"]
+    batcher = TextBatcher(encode, max_wait_s=30, max_batch=len(texts))
+
+    async def main():
+        return await asyncio.gather(*(batcher.encode(t) for t in texts))
+
+    out = asyncio.run(main())
+    assert len(calls) == 1 and batcher.calls == 1 and batcher.queries == len(texts)
+    assert len(calls[0]) == 5  # the repeated "green" is embedded once
+    np.testing.assert_allclose(np.stack(out), enc.encode_texts(texts), rtol=1e-6)
+
+
+def test_batcher_sends_after_the_wait_and_passes_errors_on():
+    sizes: list[int] = []
+
+    def encode(texts):
+        sizes.append(len(texts))
+        if "boom" in texts:
+            raise ValueError("encoder failed")
+        return np.ones((len(texts), 3), np.float32)
+
+    batcher = TextBatcher(encode, max_wait_s=0.001)
+
+    async def main():
+        one = await batcher.encode("a")  # alone: sent when the wait ends
+        with pytest.raises(ValueError, match="encoder failed"):
+            await asyncio.gather(batcher.encode("b"), batcher.encode("boom"))
+        return one
+
+    assert asyncio.run(main()).shape == (3,)
+    assert sizes[0] == 1 and sum(sizes) == 3
+    with pytest.raises(ValueError):
+        TextBatcher(encode, max_batch=0)
+
+
+def test_batcher_fills_the_next_batch_while_the_encoder_is_busy():
+    calls: list[list[str]] = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.ones((len(texts), 2), np.float32)
+
+    batcher = TextBatcher(encode, max_wait_s=0, max_batch=3, max_inflight=1)
+
+    async def main():
+        await asyncio.gather(*(batcher.encode(t) for t in "abcdef"))
+
+    asyncio.run(main())
+    # "a" goes at once; the rest queue while it runs and then go in full batches of 3
+    assert calls == [["a"], ["b", "c", "d"], ["e", "f"]]
+
+
+def test_concurrent_text_searches_share_one_encoder_call(index_dir, monkeypatch):
+    queries = ["red", "green", "blue", "red and green", "blue roofs", "green fields"]
+    app = create_app(index_dir, token="", batch_wait_s=30, max_batch=len(queries))
+    model = skylens.load("fake")
+    original = model.encode_texts
+    calls: list[int] = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return original(texts)
+
+    monkeypatch.setattr(model, "encode_texts", counting, raising=False)
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+            resps = await asyncio.gather(
+                *(c.get("/api/search", params={"q": q, "k": 4}) for q in queries)
+            )
+        return [r.json() for r in resps]
+
+    batched = asyncio.run(main())
+    assert calls == [len(queries)]
+    monkeypatch.setattr(model, "encode_texts", original)
+    plain = TestClient(create_app(index_dir, token="", batch_wait_s=0))
+    for q, got in zip(queries, batched, strict=True):
+        want = plain.get("/api/search", params={"q": q, "k": 4}).json()
+        assert got == want
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def test_serve_command_builds_the_app_and_runs_uvicorn(index_dir, archive, monkeypatch):
+    import typer
+    import uvicorn
+
+    from skylens.cli_serve import register
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    cli = typer.Typer()
+    register(cli)
+    cli.command("noop")(lambda: None)  # a second command keeps "serve" a subcommand
+    runner = CliRunner()
+    res = runner.invoke(
+        cli, ["serve", "--index", str(index_dir), "--port", "8123", "--root", str(archive)]
+    )
+    assert res.exit_code == 0, res.output
+    assert seen["port"] == 8123 and seen["host"] == "127.0.0.1"
+    assert TestClient(seen["app"]).get("/api/health").json()["index"] is True
+    bad = runner.invoke(cli, ["serve", "--index", str(archive / "nope")])
+    assert bad.exit_code == 2 and "not a skylens index" in bad.output
