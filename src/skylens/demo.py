@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import shutil
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from skylens.errors import InputError
+from skylens.errors import IndexMismatchError, InputError
 from skylens.imagery import Chip, read_chip, read_raster
 from skylens.models.towers import cache_dir
 
