@@ -100,5 +100,5 @@ def test_zero_shot_on_real_tiles(lite, shared_data):
             imgs.append(np.asarray(Image.open(p).convert("RGB")))
             truth.append(name)
     preds = classify_arrays(lite, imgs, list(names.values()), top=1)
-    acc = np.mean([p[0][0] == t for p, t in zip(preds, truth)])
+    acc = np.mean([p[0][0] == t for p, t in zip(preds, truth, strict=True)])
     assert acc >= 0.75

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-import shutil
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -172,12 +172,13 @@ def run_demo(
     extras = [p for p in [*extra, shared_geotiff] if p.exists()]
     log(f"loading model '{model_name}'")
     model = load(model_name)
-    index = ChipIndex.create_or_open(
-        out_dir / "index",
-        model_name=model.name,
-        model_version=model.version,
-        embed_dim=model.embed_dim,
-    )
+    kw = dict(model_name=model.name, model_version=model.version, embed_dim=model.embed_dim)
+    try:
+        index = ChipIndex.create_or_open(out_dir / "index", **kw)
+    except IndexMismatchError:  # the demo owns its folder: rebuild after a model change
+        log(f"{out_dir / 'index'} was built with another model; rebuilding it")
+        shutil.rmtree(out_dir / "index")
+        index = ChipIndex.create_or_open(out_dir / "index", **kw)
     for src in [*sources, *extras]:
         report = ingest([src], index, model, size=256, overlap=32)
         log(
