@@ -39,19 +39,27 @@ def main() -> None:
     args = ap.parse_args()
     model = skylens.load(args.model)
     ucm = UcmCaptions.load(DATA / "ucm_captions")
-    out: dict = {"benchmark": "retrieval+zeroshot", "model": model.name, "model_version": model.version}
+    out: dict = {
+        "benchmark": "retrieval+zeroshot",
+        "model": model.name,
+        "model_version": model.version,
+    }
     t0 = time.perf_counter()
     for split in ("test",):
         imgs = load(ucm.paths[split])
         img_emb = model.encode_images(imgs)
         caps = [c for cs in ucm.captions[split] for c in cs]
         owner = np.repeat(np.arange(len(imgs)), [len(cs) for cs in ucm.captions[split]])
-        out[f"ucm_captions_{split}"] = RetrievalEvaluator()(img_emb, model.encode_texts(caps), owner)["metrics"] | {
+        out[f"ucm_captions_{split}"] = RetrievalEvaluator()(
+            img_emb, model.encode_texts(caps), owner
+        )["metrics"] | {
             "images": len(imgs),
             "captions": len(caps),
         }
         preds = classify_arrays(model, imgs, CLASS_NAMES, top=1)
-        acc = np.mean([p[0][0] == CLASS_NAMES[y] for p, y in zip(preds, ucm.labels[split], strict=True)])
+        acc = np.mean(
+            [p[0][0] == CLASS_NAMES[y] for p, y in zip(preds, ucm.labels[split], strict=True)]
+        )
         out["ucm_landuse_zeroshot_captions_test_top1"] = round(100 * float(acc), 2)
     # all 2,100 land-use images (in-domain: 1,890 of them are UCM-Captions train/val images)
     root = DATA / "ucm_landuse" / "Images"
@@ -61,7 +69,9 @@ def main() -> None:
     correct = 0
     for i in range(0, len(paths), 128):
         preds = classify_arrays(model, load(paths[i : i + 128]), CLASS_NAMES, top=1)
-        correct += sum(p[0][0] == CLASS_NAMES[y] for p, y in zip(preds, labels[i : i + 128], strict=True))
+        correct += sum(
+            p[0][0] == CLASS_NAMES[y] for p, y in zip(preds, labels[i : i + 128], strict=True)
+        )
     out["ucm_landuse_zeroshot_all_top1"] = round(100 * correct / len(paths), 2)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["command"] = "python bench/bench_retrieval.py " + " ".join(sys.argv[1:])

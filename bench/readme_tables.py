@@ -17,7 +17,11 @@ RESULTS = ROOT / "bench" / "results"
 
 # Published numbers on the same split, with their source (UCM-Captions test, 210 images).
 PUBLISHED_UCM_RETRIEVAL = [
-    ("RemoteCLIP ViT-B/32", 56.4, "Liu et al. 2024, RemoteCLIP (IEEE TGRS), Table: UCM retrieval mean recall"),
+    (
+        "RemoteCLIP ViT-B/32",
+        56.4,
+        "Liu et al. 2024, RemoteCLIP (IEEE TGRS), Table: UCM retrieval mean recall",
+    ),
 ]
 
 
@@ -44,14 +48,24 @@ def table_retrieval() -> str:
         f"top-1 on the 210 UCM-Captions test images, {r['ucm_landuse_zeroshot_all_top1']:.1f}% on all 2,100. "
         "This is in-domain: the heads were trained on UCM-Captions train images and their class names."
     )
-    return "\n".join(rows) + "\n" + zs + f"\n\nCommand: `{r['command'].strip()}` ({r['date']}, {r['seconds']} s)."
+    return (
+        "\n".join(rows)
+        + "\n"
+        + zs
+        + f"\n\nCommand: `{r['command'].strip()}` ({r['date']}, {r['seconds']} s)."
+    )
 
 
 def table_ingest() -> str:
     r = _load("ingest.json")
     if not r:
         return "_not measured yet: run `python bench/bench_ingest.py`_"
-    p, n, c, s = r["results"]["pipeline"], r["results"]["naive"], r["results"]["ceiling"], r["summary"]
+    p, n, c, s = (
+        r["results"]["pipeline"],
+        r["results"]["naive"],
+        r["results"]["ceiling"],
+        r["summary"],
+    )
     return "\n".join(
         [
             "| path | chips/s | peak RSS (MB) |",
@@ -84,7 +98,11 @@ def table_search() -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, fn in {"retrieval": table_retrieval, "ingest": table_ingest, "search": table_search}.items():
+    for name, fn in {
+        "retrieval": table_retrieval,
+        "ingest": table_ingest,
+        "search": table_search,
+    }.items():
         pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)", re.S)
         text = pattern.sub(lambda m, fn=fn: m.group(1) + fn() + m.group(2), text)
     readme.write_text(text)

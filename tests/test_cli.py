@@ -134,7 +134,20 @@ def test_eval_classify_and_compare_on_a_tiny_scene_dataset(tmp_path):
     out_a = tmp_path / "a.json"
     r = runner.invoke(
         app,
-        ["eval", "classify", "--dataset", "ucm_landuse", "--root", str(root.parent), "--model", "fake", "--split", "all", "--out", str(out_a)],
+        [
+            "eval",
+            "classify",
+            "--dataset",
+            "ucm_landuse",
+            "--root",
+            str(root.parent),
+            "--model",
+            "fake",
+            "--split",
+            "all",
+            "--out",
+            str(out_a),
+        ],
     )
     assert r.exit_code == 0, r.output
     report = json.loads(out_a.read_text())
@@ -146,10 +159,34 @@ def test_eval_classify_and_compare_on_a_tiny_scene_dataset(tmp_path):
 
 
 def test_eval_refuses_a_model_without_the_capability(tmp_path):
-    r = runner.invoke(app, ["eval", "caption", "--dataset", "ucm_captions", "--root", str(tmp_path), "--model", "fake"])
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            "caption",
+            "--dataset",
+            "ucm_captions",
+            "--root",
+            str(tmp_path),
+            "--model",
+            "fake",
+        ],
+    )
     assert r.exit_code == 2 and "captioner" in r.output
 
 
 def test_eval_names_the_missing_layout(tmp_path):
-    r = runner.invoke(app, ["eval", "retrieval", "--dataset", "ucm_captions", "--root", str(tmp_path), "--model", "fake"])
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            "retrieval",
+            "--dataset",
+            "ucm_captions",
+            "--root",
+            str(tmp_path),
+            "--model",
+            "fake",
+        ],
+    )
     assert r.exit_code == 2 and "Traceback" not in r.output

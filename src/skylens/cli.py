@@ -29,7 +29,9 @@ train_app = typer.Typer(
     help="Train the embedded default model's small trainable parts.", no_args_is_help=True
 )
 app.add_typer(train_app, name="train")
-eval_app = typer.Typer(help="Benchmark a model on the field's datasets and compare reports.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Benchmark a model on the field's datasets and compare reports.", no_args_is_help=True
+)
 app.add_typer(eval_app, name="eval")
 
 out = Console()
@@ -283,7 +285,15 @@ def info_cmd(index: Annotated[Path, typer.Argument(help="Index folder.")]) -> No
     print(json.dumps(ChipIndex.open(index).stats(), indent=2, default=str))
 
 
-def _run_eval(task: str, dataset: str, root: Path, model: str, split: str, out_path: Path | None, skip_missing: bool) -> None:
+def _run_eval(
+    task: str,
+    dataset: str,
+    root: Path,
+    model: str,
+    split: str,
+    out_path: Path | None,
+    skip_missing: bool,
+) -> None:
     from skylens.datasets import get_dataset
     from skylens.evaluate.report import write_report
     from skylens.evaluate.runner import require, run
@@ -314,12 +324,18 @@ def _run_eval(task: str, dataset: str, root: Path, model: str, split: str, out_p
 def _eval_command(task: str):
     @friendly
     def command(
-        dataset: Annotated[str, typer.Option(help="Dataset name (e.g. ucm_captions, ucm_landuse, rsicd, aid).")],
+        dataset: Annotated[
+            str, typer.Option(help="Dataset name (e.g. ucm_captions, ucm_landuse, rsicd, aid).")
+        ],
         root: Annotated[Path, typer.Option(help="Dataset root in its published layout.")],
         model: Annotated[str, typer.Option(help="Model name.")] = "default",
         split: Annotated[str, typer.Option(help="Split to score.")] = "test",
-        out_path: Annotated[Path | None, typer.Option("--out", help="Write a JSON report (and Markdown beside it).")] = None,
-        skip_missing: Annotated[bool, typer.Option(help="Skip annotated images that are missing (counted).")] = False,
+        out_path: Annotated[
+            Path | None, typer.Option("--out", help="Write a JSON report (and Markdown beside it).")
+        ] = None,
+        skip_missing: Annotated[
+            bool, typer.Option(help="Skip annotated images that are missing (counted).")
+        ] = False,
     ) -> None:
         _run_eval(task, dataset, root, model, split, out_path, skip_missing)
 
@@ -333,7 +349,9 @@ for _task in ("retrieval", "classify", "caption", "vqa"):
 
 @eval_app.command("compare")
 @friendly
-def eval_compare_cmd(reports: Annotated[list[Path], typer.Argument(help="JSON reports from `skylens eval`.")]) -> None:
+def eval_compare_cmd(
+    reports: Annotated[list[Path], typer.Argument(help="JSON reports from `skylens eval`.")],
+) -> None:
     """Print reports side by side."""
     from skylens.evaluate.report import compare_reports
 

@@ -88,7 +88,9 @@ def run_retrieval(
             owner += [i] * len(caps)
         if progress:
             progress(len(idx))
-    result = RetrievalEvaluator()(np.concatenate(img_emb), model.encode_texts(captions), np.array(owner))
+    result = RetrievalEvaluator()(
+        np.concatenate(img_emb), model.encode_texts(captions), np.array(owner)
+    )
     meta = _meta(model, dataset, split, time.perf_counter() - t0, images=n, captions=len(captions))
     return {**result, "meta": meta}
 
@@ -119,7 +121,12 @@ def run_classify(
         if progress:
             progress(len(idx))
     result = ZeroShotEvaluator(classes)(np.concatenate(scores), np.array(labels))
-    return {**result, "meta": _meta(model, dataset, split, time.perf_counter() - t0, images=n, classes=len(classes))}
+    return {
+        **result,
+        "meta": _meta(
+            model, dataset, split, time.perf_counter() - t0, images=n, classes=len(classes)
+        ),
+    }
 
 
 def run(task: str, model: Model, dataset, *, split: str, progress: Progress | None = None) -> dict:

@@ -29,7 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from skylens.models import towers
-from skylens.models.default import RS_TEMPLATES, HeadsConfig, conse_embedding, save_heads
+from skylens.models.base import RS_TEMPLATES
+from skylens.models.default import HeadsConfig, conse_embedding, save_heads
 from skylens.train.features import tower_features
 
 UCM_CLASS_NAMES = {  # readable names for UCM land-use folders (sorted order = class index)
@@ -108,18 +109,9 @@ class UcmCaptions:
 
 def retrieval_scores(img: np.ndarray, txt: np.ndarray, txt_img: np.ndarray) -> dict[str, float]:
     """R@1/5/10 both ways and mR (percent), the protocol of AMFMN/RemoteCLIP."""
-    sim = img @ txt.T
-    out = {}
-    true = sim.T[np.arange(len(txt_img)), txt_img]
-    rank_t2i = (sim.T > true[:, None]).sum(1)  # images scoring above the true one
-    owner = txt_img[np.argsort(-sim, 1)]  # image of each ranked caption
-    first_hit = np.argmax(owner == np.arange(len(img))[:, None], 1)
-    for k in (1, 5, 10):
-        out[f"i2t_R@{k}"] = 100 * float(np.mean(first_hit < k))
-    for k in (1, 5, 10):
-        out[f"t2i_R@{k}"] = 100 * float(np.mean(rank_t2i < k))
-    out["mR"] = float(np.mean(list(out.values())))
-    return out
+    from skylens.evaluate.retrieval import retrieval_metrics
+
+    return retrieval_metrics(img, txt, txt_img)
 
 
 def train_heads(
