@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from skylens.errors import InputError, SkylensError
+from skylens.cli_errors import err, friendly
+from skylens.errors import InputError
 
 app = typer.Typer(
     name="skylens",
@@ -35,21 +34,6 @@ eval_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 
 out = Console()
-err = Console(stderr=True)
-
-
-def friendly(fn):
-    """Turn SkylensError into a one-line message and exit code 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SkylensError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _progress() -> Progress:
@@ -69,28 +53,6 @@ def _force_progress() -> bool:
     import os
 
     return os.environ.get("SKYLENS_PROGRESS") == "1"
-
-
-def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """'W,S,E,N' in degrees -> tuple; InputError on anything else."""
-    if not text:
-        return None
-    try:
-        w, s, e, n = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--bbox must be W,S,E,N in degrees, got '{text}'") from None
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-        raise InputError(f"--bbox '{text}' is outside lon -180..180 / lat -90..90 or has S > N")
-    return (w, s, e, n)
-
-
-def parse_date(text: str | None, name: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"{name} must be an ISO date like 2016-04-01, got '{text}'") from None
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> str:
@@ -175,18 +137,18 @@ def search_cmd(
 ) -> None:
     """Find chips by text or by example image."""
     from skylens.index.store import ChipIndex
-    from skylens.tasks.search import search_image, search_text
+    from skylens.tasks.search import parse_bbox, parse_time_range, search_image, search_text
 
     fmt = _check_format(format, ("table", "json", "geojson"))
     if (text is None) == (image is None):
         raise InputError("give either TEXT or --image FILE (not both)")
     idx = ChipIndex.open(index)
-    window = (parse_date(after, "--after"), parse_date(before, "--before"))
+    window = parse_time_range(after, before)
     kw = dict(
         model=model,
         k=k,
         bbox=parse_bbox(bbox),
-        time_range=window if any(window) else None,
+        time_range=window,
         source=source,
     )
     result = search_text(idx, text, **kw) if text is not None else search_image(idx, image, **kw)

@@ -6,34 +6,19 @@ Thin faces (STYLE #8): parse, call ``skylens.tasks.change`` / ``skylens.tasks.lo
 
 from __future__ import annotations
 
-import functools
 import json
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from skylens.errors import SkylensError
+from skylens.cli_errors import friendly
 
 
 class GeoFormat(str, Enum):
     table = "table"
     json = "json"
     geojson = "geojson"
-
-
-def _friendly(fn):
-    """SkylensError -> one line on stderr and exit code 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SkylensError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _echo_json(data: dict) -> None:
@@ -151,5 +136,5 @@ def localize_command(
 
 def register(app: typer.Typer) -> None:
     """Add the ``change`` and ``localize`` commands to ``app``."""
-    app.command("change")(_friendly(change_command))
-    app.command("localize")(_friendly(localize_command))
+    app.command("change")(friendly(change_command))
+    app.command("localize")(friendly(localize_command))

@@ -23,10 +23,20 @@ TASKS = ("retrieval", "classify", "caption", "vqa")
 Progress = Callable[[int], None]
 
 
-def _images(dataset, indices, key="image") -> list[np.ndarray]:
+def _embedded_batches(
+    model: ImageTextEncoder, dataset, split: str, batch_size: int, progress: Progress | None
+):
+    """Yield (sample indices, image embeddings) over the whole dataset, refusing an empty one."""
     from skylens.datasets import load_image
 
-    return [load_image(dataset[i], key=key) for i in indices]
+    n = len(dataset)
+    if n == 0:
+        raise InputError(f"dataset {getattr(dataset, 'name', '')} split '{split}' has no samples")
+    for s in range(0, n, batch_size):
+        idx = range(s, min(s + batch_size, n))
+        yield idx, model.encode_images([load_image(dataset[i]) for i in idx])
+        if progress:
+            progress(len(idx))
 
 
 def _meta(model: Model, dataset, split: str, seconds: float, **samples) -> dict:
@@ -74,20 +84,15 @@ def run_retrieval(
     from skylens.evaluate.retrieval import RetrievalEvaluator
 
     require(model, "retrieval")
-    n = len(dataset)
-    if n == 0:
-        raise InputError(f"dataset {getattr(dataset, 'name', '')} split '{split}' has no samples")
     t0 = time.perf_counter()
     img_emb, captions, owner = [], [], []
-    for s in range(0, n, batch_size):
-        idx = range(s, min(s + batch_size, n))
-        img_emb.append(model.encode_images(_images(dataset, idx)))
+    for idx, emb in _embedded_batches(model, dataset, split, batch_size, progress):
+        img_emb.append(emb)
         for i in idx:
             caps = dataset[i]["captions"]
             captions += caps
             owner += [i] * len(caps)
-        if progress:
-            progress(len(idx))
+    n = len(dataset)
     result = RetrievalEvaluator()(
         np.concatenate(img_emb), model.encode_texts(captions), np.array(owner)
     )
@@ -108,18 +113,13 @@ def run_classify(
 
     require(model, "classify")
     classes = list(dataset.classes)
-    n = len(dataset)
-    if n == 0:
-        raise InputError(f"dataset {getattr(dataset, 'name', '')} split '{split}' has no samples")
     t0 = time.perf_counter()
     weights = model.text_classifier(classes)
     scores, labels = [], []
-    for s in range(0, n, batch_size):
-        idx = range(s, min(s + batch_size, n))
-        scores.append(model.encode_images(_images(dataset, idx)) @ weights.T)
+    for idx, emb in _embedded_batches(model, dataset, split, batch_size, progress):
+        scores.append(emb @ weights.T)
         labels += [dataset[i]["label"] for i in idx]
-        if progress:
-            progress(len(idx))
+    n = len(dataset)
     result = ZeroShotEvaluator(classes)(np.concatenate(scores), np.array(labels))
     return {
         **result,

@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
@@ -39,7 +38,14 @@ from skylens.service.safety import (
 )
 from skylens.tasks.classify import Classification, classify_arrays, parse_labels
 from skylens.tasks.common import load_scene_rgb
-from skylens.tasks.search import MAX_QUERY_CHARS, SearchResult, search_image, search_vector
+from skylens.tasks.search import (
+    SearchResult,
+    check_query_text,
+    parse_bbox,
+    parse_time_range,
+    search_image,
+    search_vector,
+)
 
 log = logging.getLogger("skylens.service")
 
@@ -52,47 +58,6 @@ Format = Literal["json", "geojson"]
 
 
 # -- request parsing ----------------------------------------------------------------------------
-def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """``'W,S,E,N'`` in degrees (EPSG:4326) -> tuple; ``InputError`` on anything else."""
-    if not text:
-        return None
-    try:
-        w, s, e, n = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"bbox must be W,S,E,N in degrees, got '{text[:200]}'") from None
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-        raise InputError(f"bbox '{text}' is outside lon -180..180 / lat -90..90 or has S > N")
-    return (w, s, e, n)
-
-
-def parse_time_range(
-    after: str | None, before: str | None
-) -> tuple[datetime | None, datetime | None] | None:
-    """ISO 8601 ``after``/``before`` (either may be empty) -> time range, or None."""
-    out = []
-    for name, text in (("after", after), ("before", before)):
-        if not text:
-            out.append(None)
-            continue
-        try:
-            out.append(datetime.fromisoformat(text))
-        except ValueError:
-            raise InputError(
-                f"{name} must be an ISO date like 2016-04-01, got '{text[:100]}'"
-            ) from None
-    return (out[0], out[1]) if any(out) else None
-
-
-def check_query_text(text: str) -> str:
-    """The stripped query; ``InputError`` when empty or too long (the rules of ``search_text``)."""
-    text = (text or "").strip()
-    if not text:
-        raise InputError("empty search text: say what to look for, e.g. 'a harbour with boats'")
-    if len(text) > MAX_QUERY_CHARS:
-        raise InputError(f"search text is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
-    return text
-
-
 def _error_body(kind: str, message: str) -> dict:
     return {"error": {"type": kind, "message": message}}
 

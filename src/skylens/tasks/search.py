@@ -31,6 +31,49 @@ class SearchResult:
         return fc
 
 
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``'W,S,E,N'`` in degrees (EPSG:4326) -> tuple; ``InputError`` on anything else."""
+    if not text:
+        return None
+    try:
+        w, s, e, n = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"bbox must be W,S,E,N in degrees, got '{text[:200]}'") from None
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+        raise InputError(f"bbox '{text}' is outside lon -180..180 / lat -90..90 or has S > N")
+    return (w, s, e, n)
+
+
+def parse_time_range(
+    after: str | None, before: str | None
+) -> tuple[datetime | None, datetime | None] | None:
+    """ISO 8601 ``after``/``before`` (either may be empty) -> time range, or None."""
+    out = []
+    for name, text in (("after", after), ("before", before)):
+        if not text:
+            out.append(None)
+            continue
+        try:
+            out.append(datetime.fromisoformat(text))
+        except ValueError:
+            raise InputError(
+                f"{name} must be an ISO date like 2016-04-01, got '{text[:100]}'"
+            ) from None
+    return (out[0], out[1]) if any(out) else None
+
+
+def check_query_text(text: str | None) -> str:
+    """The stripped query; ``InputError`` when empty or too long."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError(
+            "empty search text: say what to look for, e.g. 'airplanes parked at an airport'"
+        )
+    if len(text) > MAX_QUERY_CHARS:
+        raise InputError(f"search text is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+    return text
+
+
 def _encoder_for(index: ChipIndex, model: ImageTextEncoder | str | None) -> ImageTextEncoder:
     enc = (
         load(index.model_name)
@@ -74,13 +117,7 @@ def search_text(
     source: str | None = None,
 ) -> SearchResult:
     """Chips that best match ``text``; the model defaults to the one the index was built with."""
-    text = (text or "").strip()
-    if not text:
-        raise InputError(
-            "empty search text: say what to look for, e.g. 'airplanes parked at an airport'"
-        )
-    if len(text) > MAX_QUERY_CHARS:
-        raise InputError(f"search text is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+    text = check_query_text(text)
     enc = _encoder_for(index, model)
     vec = enc.encode_texts([text])[0]
     hits = search_vector(
