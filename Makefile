@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean setup
+.PHONY: demo test lint format bench clean setup browser-deps
 
 setup: $(STAMP)
 
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/skylens demo --out demo_out
 
-test: $(STAMP)
+# Debian's Chromium drives the browser tests (tests/test_browser.py skips without it).
+browser-deps: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null || echo "chromium not installed: browser tests will skip"; fi
+
+test: $(STAMP) browser-deps
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=600
 
 lint: $(STAMP)

@@ -132,6 +132,28 @@ def table_metrics() -> str:
     )
 
 
+def table_vqa() -> str:
+    r = _load("vqa_rsivqa_ucm.json")
+    if not r:
+        return "_not measured yet: run `python bench/bench_vqa.py`_"
+    m = r["metrics"]
+    kinds = ("scene", "presence", "count", "location")
+    return "\n".join(
+        [
+            "| model | " + " | ".join(kinds) + " | overall | average of types |",
+            "|---|" + "---|" * (len(kinds) + 2),
+            "| skylens-lite + zero-shot answerer | "
+            + " | ".join(f"{m.get('accuracy/' + k, float('nan')):.1f}" for k in kinds)
+            + f" | **{m['overall_accuracy']:.1f}** | {m['average_accuracy']:.1f} |",
+            "",
+            f"{r['questions']} questions on the {r['images']} UCM-Captions test images (held out from training); "
+            f"vocabularies and presence thresholds fitted on {r['train_questions']} questions of train images. "
+            f'Count and location questions are refused ("cannot answer with this model") and scored as wrong: '
+            f"{r['answered']} of {r['questions']} answered. Command: `{r['command'].strip()}` ({r['date']}).",
+        ]
+    )
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -140,6 +162,7 @@ def main() -> None:
         "ingest": table_ingest,
         "search": table_search,
         "metrics": table_metrics,
+        "vqa": table_vqa,
     }.items():
         pattern = re.compile(rf"(<!-- bench:{name} -->).*?(<!-- /bench:{name} -->)", re.S)
         text = pattern.sub(lambda m, fn=fn: m.group(1) + "\n" + fn() + "\n" + m.group(2), text)

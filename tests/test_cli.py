@@ -190,3 +190,24 @@ def test_eval_names_the_missing_layout(tmp_path):
         ],
     )
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_ask_answers_and_refuses(tmp_path):
+    d = _archive(tmp_path)
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            str(d / "red.png"),
+            "How many cars are there?",
+            "--model",
+            "fake",
+            "--format",
+            "json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    ans = json.loads(r.stdout)
+    assert ans["supported"] is False and ans["text"] == "cannot answer with this model"
+    r = runner.invoke(app, ["ask", str(d / "red.png"), "  ", "--model", "fake"])
+    assert r.exit_code == 2 and "empty question" in r.output

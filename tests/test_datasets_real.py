@@ -106,3 +106,15 @@ def test_sydney_precomp_and_sample_images(shared_data):
     )
     assert [s["id"] for s in ds] == [str(i) for i in range(1, 10)] and ds.skipped == 604
     assert load_image(ds[0]).shape == (500, 500, 3)
+
+
+@pytest.mark.data
+def test_rsivqa_with_a_relative_root(shared_data, monkeypatch):
+    """A relative --root (as users type it) must not be joined to itself."""
+    import os
+
+    from skylens.datasets import get_dataset
+
+    monkeypatch.chdir(shared_data)
+    ds = get_dataset("rsivqa", os.path.join(".", "rsivqa_ucm"), split="all", images_required=False)
+    assert len(ds) > 4000

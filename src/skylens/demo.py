@@ -168,7 +168,9 @@ def run_demo(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = list(images) if images else [deepforest_images()]
-    shared_geotiff = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "geotiff").resolve()
+    shared_geotiff = (
+        Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "geotiff"
+    ).resolve()
     extras = [p for p in [*extra, shared_geotiff] if p.exists()]
     log(f"loading model '{model_name}'")
     model = load(model_name)

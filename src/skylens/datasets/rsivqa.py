@@ -152,8 +152,10 @@ class RSIVQA(BenchmarkDataset):
 
     def _load(self) -> list[Sample]:
         self._fixed_splits = _read_image_splits(self.image_splits)
-        files = self.files if self.files is not None else sorted(self.root.glob("*.txt"))
-        files = [f if f.is_absolute() else self.root / f for f in files]
+        if self.files is None:
+            files = sorted(self.root.glob("*.txt"))
+        else:  # user-given names are relative to the root
+            files = [f if f.is_absolute() else self.root / f for f in self.files]
         if not files:
             raise DatasetLayoutError(
                 f"{self.root}: no RSIVQA question files (*.txt with IMAGE:QUESTION?ANSWER lines)"

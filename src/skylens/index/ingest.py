@@ -181,7 +181,9 @@ def ingest(
 
     t0 = time.perf_counter()
     report = IngestReport()
-    files = [p.resolve() for p in iter_image_files([Path(p) for p in paths])]  # cwd-independent rows
+    files = [
+        p.resolve() for p in iter_image_files([Path(p) for p in paths])
+    ]  # cwd-independent rows
     tick = progress or (lambda n: None)
     reader = ChipReader(
         files, index, model, size=size, overlap=overlap, bands=bands, report=report, on_skip=tick

@@ -73,10 +73,12 @@ function drawMap(features) {
   const pts = rings.flatMap(([, g]) => g.coordinates[0]);
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const s = Math.min(300 / Math.max(x1 - x0, 1e-9), 200 / Math.max(y1 - y0, 1e-9));
+  // a degree of longitude is cos(latitude) as long as a degree of latitude: keep the shapes true
+  const kx = Math.cos(((y0 + y1) / 2) * Math.PI / 180);
+  const s = Math.min(300 / Math.max((x1 - x0) * kx, 1e-9), 200 / Math.max(y1 - y0, 1e-9));
   for (const [i, g] of rings.reverse()) {
     const poly = document.createElementNS(SVG, "polygon");
-    poly.setAttribute("points", g.coordinates[0].map((p) => `${(10 + (p[0] - x0) * s).toFixed(1)},${(230 - (p[1] - y0) * s).toFixed(1)}`).join(" "));
+    poly.setAttribute("points", g.coordinates[0].map((p) => `${(10 + (p[0] - x0) * kx * s).toFixed(1)},${(230 - (p[1] - y0) * s).toFixed(1)}`).join(" "));
     poly.dataset.i = i;
     const title = document.createElementNS(SVG, "title");
     title.textContent = `hit ${i + 1}`;
@@ -114,7 +116,9 @@ function showHits(fc) {
     const c = centre(f.geometry);
     const where = c ? `${c[0].toFixed(5)}, ${c[1].toFixed(5)}` : "not georeferenced";
     const text = document.createElement("div");
-    for (const line of [`#${i + 1} score ${p.score.toFixed(3)}`, p.path, `window ${p.window.join(",")}`, `lon/lat ${where}`]) {
+    text.title = p.path;
+    const shortPath = p.path.split("/").slice(-2).join("/");
+    for (const line of [`#${i + 1} score ${p.score.toFixed(3)}`, shortPath, `window ${p.window.join(",")}`, `lon/lat ${where}`]) {
       const d = document.createElement("div");
       d.textContent = line;
       text.append(d);
@@ -173,7 +177,11 @@ $("classify-form").addEventListener("submit", async (ev) => {
       const li = document.createElement("li");
       const meter = document.createElement("meter");
       meter.min = 0; meter.max = 1; meter.value = r.scores[i];
-      li.append(`${label} `, meter, ` ${(100 * r.scores[i]).toFixed(1)}%`);
+      const name = document.createElement("span");
+      name.textContent = label;
+      const pct = document.createElement("span");
+      pct.textContent = `${(100 * r.scores[i]).toFixed(1)}%`;
+      li.append(name, meter, pct);
       list.append(li);
     });
     say("classify-message", `${r.source}: ${r.labels[0]} (model ${r.model}).`);
@@ -183,4 +191,5 @@ $("classify-form").addEventListener("submit", async (ev) => {
 });
 
 $("token").addEventListener("change", loadStatus);
+$("token-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadStatus(); });
 loadStatus();

@@ -1,0 +1,204 @@
+"""The web page in a real browser: Debian's headless Chromium driven by Playwright for Python.
+
+The service runs under uvicorn on 127.0.0.1 and a free port in a background thread, over a tiny
+index of three flat-colour PNGs embedded with the fake colour encoder (conftest.py). The tests type
+a query and check the result grid, upload an image and check the classification, and use the page
+from the keyboard alone. They skip when Playwright or ``/usr/bin/chromium`` is missing
+(``make test`` installs both).
+"""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+import skylens
+from skylens.index.ingest import ingest
+from skylens.index.store import ChipIndex
+from skylens.service import create_app
+
+# a hard cap per test on top of the 5 s browser waits (pytest-timeout, in the dev extra)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+COL = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (20, 30, 210)}
+TIMEOUT_MS = 5_000  # every browser wait and action gives up after this
+
+
+def _png(path: Path, colour: str, size: int = 40) -> Path:
+    arr = np.zeros((size, size, 3), np.uint8)
+    arr[:] = COL[colour]
+    Image.fromarray(arr).save(path, format="PNG")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:  # not installed, or broken
+        pytest.skip(f"playwright is not importable ({e}): pip install playwright")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("browser_archive")
+    for c in COL:
+        _png(d / f"{c}.png", c)
+    return d
+
+
+@pytest.fixture(scope="module")
+def base_url(sync_playwright, archive, tmp_path_factory) -> Iterator[str]:
+    enc = skylens.load("fake")
+    index_dir = tmp_path_factory.mktemp("browser_svc") / "index"
+    idx = ChipIndex.create_or_open(
+        index_dir, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
+    )
+    assert ingest([archive], idx, enc, size=256, overlap=0).chips_added == 3
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(index_dir, roots=[archive], token=""),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            pytest.fail("uvicorn did not start within 10 s")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser(sync_playwright):
+    # Playwright gives every launch a fresh temporary profile (it refuses --user-data-dir)
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            timeout=15_000,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, base_url):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    # console errors include failed loads (a missing favicon, a 4xx/5xx from the API)
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.goto(base_url + "/", wait_until="load")
+    # the status line says the index is loaded once /api/health and /api/index answered
+    pg.wait_for_function(
+        "document.getElementById('status').textContent.startsWith('Index:')", timeout=TIMEOUT_MS
+    )
+    yield pg
+    context.close()
+    assert not errors, f"errors in the browser console: {errors}"
+
+
+def _wait_for_hits(pg) -> list[str]:
+    pg.wait_for_function("document.querySelectorAll('#grid li').length === 3", timeout=TIMEOUT_MS)
+    return pg.locator("#grid li").all_inner_texts()
+
+
+def test_status_line_reports_the_index(page):
+    assert "3 chips" in page.locator("#status").inner_text()
+    assert "model fake" in page.locator("#status").inner_text()
+
+
+def test_type_a_query_and_see_the_red_chip_first(page):
+    page.fill("#q", "red")
+    page.click("#search-form button[type=submit]")
+    hits = _wait_for_hits(page)
+    assert "red.png" in hits[0]
+    assert "green.png" not in hits[0] and "blue.png" not in hits[0]
+    assert hits[0].startswith("#1 score")
+    assert "3 hit(s)" in page.locator("#search-message").inner_text()
+    # thumbnails load as blob: URLs decoded by the browser
+    page.wait_for_function(
+        "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)",
+        timeout=TIMEOUT_MS,
+    )
+    # flat PNGs are not georeferenced: the map panel says so rather than drawing nothing
+    assert "No georeferenced hits" in page.locator("#map").text_content()
+
+
+def test_upload_an_image_and_see_it_classified(page, archive):
+    page.set_input_files("#image", str(archive / "red.png"))
+    page.fill("#labels", "red,green,blue")
+    page.fill("#top", "3")
+    page.click("#classify-form button[type=submit]")
+    page.wait_for_function(
+        "document.querySelectorAll('#classes li').length === 3", timeout=TIMEOUT_MS
+    )
+    labels = page.locator("#classes li > span:first-child").all_inner_texts()
+    assert labels[0] == "red"
+    assert sorted(labels) == ["blue", "green", "red"]
+    scores = [
+        float(m)
+        for m in page.locator("#classes li meter").evaluate_all("ms => ms.map(m => m.value)")
+    ]
+    assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1
+    assert "red.png: red" in page.locator("#classify-message").inner_text()
+
+
+def test_classify_without_an_image_asks_for_one(page):
+    page.fill("#labels", "red,green")
+    page.click("#classify-form button[type=submit]")
+    msg = page.locator("#classify-message")
+    assert "Choose or drop an image" in msg.inner_text()
+    assert "error" in (msg.get_attribute("class") or "")
+
+
+def test_keyboard_only_search(page):
+    for _ in range(10):  # Tab through the header until the search box has focus
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "q":
+            break
+    assert page.evaluate("document.activeElement.id") == "q", "Tab never reached the search box"
+    page.keyboard.type("green")
+    page.keyboard.press("Enter")
+    hits = _wait_for_hits(page)
+    assert "green.png" in hits[0]
+    # result cards are focusable; focusing one highlights it
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#grid') !== null"):
+            break
+    assert page.evaluate("document.activeElement.classList.contains('active')")
