@@ -185,6 +185,26 @@ def table_change_localize() -> str:
     return "\n".join(rows)
 
 
+def table_load() -> str:
+    r = _load("load.json")
+    if not r:
+        return "_not measured yet: run `python bench/load.py`_"
+    rows = [
+        "| `skylens serve`, text search | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|",
+    ]
+    for name, v in r["results"].items():
+        rows.append(
+            f"| {name.replace('_', ' ')} | {v['requests_per_s']} | {v['p50_ms']} | {v['p99_ms']} | {v['errors']} |"
+        )
+    rows.append(
+        f"\n{r['clients']} concurrent clients for {r['seconds']:.0f} s each, every query a new text, against a "
+        f"{r['rows']:,}-chip index of the default model; micro-batching gain **{r['gain_requests_per_s']}x** requests/s. "
+        f"Command: `{r['command'].strip()}` ({r['date']})."
+    )
+    return "\n".join(rows)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -195,6 +215,7 @@ def main() -> None:
         "metrics": table_metrics,
         "vqa": table_vqa,
         "change": table_change_localize,
+        "load": table_load,
     }.items():
         pattern = re.compile(rf"(<!-- bench:{name} -->).*?(<!-- /bench:{name} -->)", re.S)
         text = pattern.sub(lambda m, fn=fn: m.group(1) + "\n" + fn() + "\n" + m.group(2), text)
