@@ -451,3 +451,19 @@ def test_serve_command_builds_the_app_and_runs_uvicorn(index_dir, archive, monke
     assert TestClient(seen["app"]).get("/api/health").json()["index"] is True
     bad = runner.invoke(cli, ["serve", "--index", str(archive / "nope")])
     assert bad.exit_code == 2 and "not a skylens index" in bad.output
+
+
+# -- ask ----------------------------------------------------------------------------------------
+def test_ask_upload_answers_or_refuses_with_reason(client):
+    files = {"image": ("leaf.png", _png_bytes("green"), "image/png")}
+    resp = client.post("/api/ask", files=files, data={"question": "How many trees are there?"})
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert body["supported"] is False and body["text"] == "cannot answer with this model"
+    assert body["kind"] == "count" and body["source"] == "leaf.png" and body["reason"]
+    resp = client.post(
+        "/api/ask", files=files, data={"question": "What is the theme of this picture?"}
+    )
+    assert resp.status_code == 200 and resp.json()["kind"] == "scene" and resp.json()["supported"]
+    resp = client.post("/api/ask", files=files, data={"question": "   "})
+    assert resp.status_code == 400 and "empty question" in resp.json()["error"]["message"]

@@ -36,6 +36,7 @@ from skylens.service.safety import (
     resolve_under_roots,
     token_matches,
 )
+from skylens.tasks.ask import ZeroShotAnswerer, check_question
 from skylens.tasks.classify import Classification, classify_arrays, parse_labels
 from skylens.tasks.common import load_scene_rgb
 from skylens.tasks.search import (
@@ -348,6 +349,21 @@ def create_app(
         out["model"] = enc.name
         out["classes"] = names
         return out
+
+    @app.post("/api/ask", tags=["ask"], dependencies=api)
+    async def ask_image(
+        question: Annotated[str, Form(description="A question about the image.")],
+        image: Annotated[UploadFile | None, File(description="Image to ask about.")] = None,
+        path: Annotated[
+            str | None, Form(description="Or a server-side image under a served root.")
+        ] = None,
+    ) -> dict:
+        """Answer scene and presence questions; other kinds come back unsupported, with the reason."""
+        q = check_question(question)
+        rgb, label = await image_from_request(image, path)
+        enc = await run_in_threadpool(state.encoder)
+        answer = await run_in_threadpool(lambda: ZeroShotAnswerer(enc).answer(rgb, q))
+        return answer.to_dict() | {"source": label, "model": enc.name}
 
     @app.get(
         "/api/chip/{chip_id}/thumbnail.png",
