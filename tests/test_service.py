@@ -467,3 +467,57 @@ def test_ask_upload_answers_or_refuses_with_reason(client):
     assert resp.status_code == 200 and resp.json()["kind"] == "scene" and resp.json()["supported"]
     resp = client.post("/api/ask", files=files, data={"question": "   "})
     assert resp.status_code == 400 and "empty question" in resp.json()["error"]["message"]
+
+
+# -- change and localize (server-side rasters under the roots) -----------------------------------
+def test_change_between_two_server_side_rasters(client, archive, tmp_path):
+    before = np.zeros((64, 64, 3), np.uint8)
+    before[:] = COL["red"]
+    after = before.copy()
+    after[:16, :16] = COL["green"]  # one chip of sixteen changes
+    Image.fromarray(before).save(archive / "pair_before.png")
+    Image.fromarray(after).save(archive / "pair_after.png")
+    pair = {"before": str(archive / "pair_before.png"), "after": str(archive / "pair_after.png")}
+    resp = client.post("/api/change", data=pair | {"tile": 16})
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert body["changed"] is True and len(body["regions"]) == 1
+    same = client.post(
+        "/api/change", data={"before": pair["before"], "after": pair["before"], "tile": 16}
+    )
+    assert same.json()["changed"] is False
+    outside = tmp_path / "x.png"
+    outside.write_bytes(b"")
+    resp = client.post("/api/change", data={"before": str(outside), "after": pair["before"]})
+    assert resp.status_code == 403
+
+
+def test_localize_a_phrase_in_a_server_side_scene(client, archive):
+    resp = client.get(
+        "/api/localize",
+        params={
+            "path": str(archive / "scene_20200615.tif"),
+            "phrase": "blue",
+            "tile": 16,
+            "stride": 16,
+            "top": 2,
+        },
+    )
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert len(body["regions"]) == 2
+    fc = client.get(
+        "/api/localize",
+        params={
+            "path": str(archive / "scene_20200615.tif"),
+            "phrase": "blue",
+            "tile": 16,
+            "stride": 16,
+            "format": "geojson",
+        },
+    ).json()
+    assert fc["type"] == "FeatureCollection" and fc["features"][0]["geometry"]["type"] == "Polygon"
+    resp = client.get(
+        "/api/localize", params={"path": str(archive / "scene_20200615.tif"), "phrase": " "}
+    )
+    assert resp.status_code == 400

@@ -37,8 +37,10 @@ from skylens.service.safety import (
     token_matches,
 )
 from skylens.tasks.ask import ZeroShotAnswerer, check_question
+from skylens.tasks.change import change
 from skylens.tasks.classify import Classification, classify_arrays, parse_labels
 from skylens.tasks.common import load_scene_rgb
+from skylens.tasks.localize import localize
 from skylens.tasks.search import (
     SearchResult,
     check_query_text,
@@ -364,6 +366,36 @@ def create_app(
         enc = await run_in_threadpool(state.encoder)
         answer = await run_in_threadpool(lambda: ZeroShotAnswerer(enc).answer(rgb, q))
         return answer.to_dict() | {"source": label, "model": enc.name}
+
+    @app.post("/api/change", tags=["change"], dependencies=api)
+    async def change_pair(
+        before: Annotated[str, Form(description="Server-side raster under a served root.")],
+        after: Annotated[str, Form(description="Server-side raster of the same place, later.")],
+        tile: Annotated[int, Form(ge=16, le=2048, description="Chip side, pixels.")] = 128,
+        format: Annotated[Format, Form(description="json or geojson.")] = "json",
+    ) -> dict:
+        """What changed between two dates of one place: regions, m2 areas, classes before -> after."""
+        pair = [resolve_under_roots(p, roots) for p in (before, after)]
+        enc = await run_in_threadpool(state.encoder)
+        result = await run_in_threadpool(lambda: change(pair[0], pair[1], enc, tile=tile))
+        return result.to_geojson() if format == "geojson" else result.to_dict()
+
+    @app.get("/api/localize", tags=["localize"], dependencies=api)
+    async def localize_phrase(
+        path: Annotated[str, Query(description="Server-side raster under a served root.")],
+        phrase: Annotated[str, Query(description="What to find, in words.")],
+        tile: Annotated[int, Query(ge=16, le=2048, description="Window side, pixels.")] = 64,
+        stride: Annotated[int, Query(ge=8, le=2048, description="Window step, pixels.")] = 32,
+        top: Annotated[int, Query(ge=1, le=100, description="Regions to return.")] = 5,
+        format: Annotated[Format, Query(description="json or geojson.")] = "json",
+    ) -> dict:
+        """Where in a scene a phrase applies: the best regions (and the heatmap in json)."""
+        scene = resolve_under_roots(path, roots)
+        enc = await run_in_threadpool(state.encoder)
+        result = await run_in_threadpool(
+            lambda: localize(scene, phrase, enc, tile=tile, stride=stride, top=top)
+        )
+        return result.to_geojson() if format == "geojson" else result.to_dict()
 
     @app.get(
         "/api/chip/{chip_id}/thumbnail.png",
