@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/data: the shared writer
+from class_folders import write_class_folders  # noqa: E402
 
 CLASS_ROOT = "NWPU-RESISC45"
 CLASSES = ["airplane", "baseball_diamond", "storage_tank"]
@@ -24,13 +24,7 @@ def file_name(cls: str, i: int) -> str:
 
 
 def make(root: Path, seed: int = 0, per_class: int = PER_CLASS) -> Path:
-    rng = np.random.default_rng(seed)
-    for cls in CLASSES:
-        for i in range(per_class):
-            path = root / CLASS_ROOT / cls / file_name(cls, i)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-    return root
+    return write_class_folders(root, CLASS_ROOT, CLASSES, file_name, seed=seed, per_class=per_class)
 
 
 if __name__ == "__main__":
