@@ -12,25 +12,16 @@ Usage: ``python make.py OUT_DIR`` or ``make(Path(out_dir))``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/data: the shared writer
+from rsvqa_layout import write_rsvqa  # noqa: E402
 
 PREFIX = "LR"
 IMAGE_FOLDER = "Images_LR"
 SPLITS = {"train": [0, 1, 2, 3], "val": [4], "test": [5]}
 TYPES = ["presence", "count", "comp", "rural_urban"]
-ANSWERS = {"presence": "yes", "count": "12", "comp": "no", "rural_urban": "rural", "area": "120m2"}
-QUESTIONS = {
-    "presence": "Is there a road?",
-    "count": "How many buildings are there?",
-    "comp": "Are there more buildings than roads?",
-    "rural_urban": "Is it a rural or an urban area?",
-    "area": "What is the area covered by buildings?",
-}
 
 
 def expected_count(split: str) -> int:
@@ -39,55 +30,7 @@ def expected_count(split: str) -> int:
 
 
 def make(root: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    (root / IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
-    qid = 0
-    for split, ids in SPLITS.items():
-        images, questions, answers = [], [], []
-        for k, img_id in enumerate(ids):
-            arr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(root / IMAGE_FOLDER / f"{img_id}.tif")
-            qids = []
-            for t, qtype in enumerate(TYPES):
-                active = not (k == 0 and t == len(TYPES) - 1)
-                questions.append(
-                    {
-                        "id": qid,
-                        "date_added": 1.0,
-                        "img_id": img_id,
-                        "people_id": 0,
-                        "type": qtype,
-                        "question": QUESTIONS[qtype],
-                        "answers_ids": [qid],
-                        "active": active,
-                    }
-                )
-                answers.append(
-                    {
-                        "id": qid,
-                        "date_added": 1.0,
-                        "question_id": qid,
-                        "people_id": 0,
-                        "answer": ANSWERS[qtype],
-                        "active": active,
-                    }
-                )
-                qids.append(qid)
-                qid += 1
-            images.append(
-                {
-                    "id": img_id,
-                    "date_added": 1.0,
-                    "people_id": 0,
-                    "original_name": f"tile_{img_id}.tif",
-                    "questions_ids": qids,
-                    "active": not (split == "train" and img_id == 3),
-                }
-            )
-        for kind, rows in (("images", images), ("questions", questions), ("answers", answers)):
-            path = root / f"{PREFIX}_split_{split}_{kind}.json"
-            path.write_text(json.dumps({kind: rows}))
-    return root
+    return write_rsvqa(root, PREFIX, IMAGE_FOLDER, SPLITS, TYPES, seed)
 
 
 if __name__ == "__main__":
