@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
-from skylens.errors import MissingDependencyError, SkylensError
+from skylens._lazy import lazy_import
+from skylens.cli_errors import friendly
+from skylens.errors import InputError
 
 
 def serve(
@@ -33,31 +35,23 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, MiB.")] = 50.0,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web page; SKYLENS_API_TOKEN sets a bearer token."""
-    try:
-        try:
-            import uvicorn
+    uvicorn = lazy_import("uvicorn", "serve")
+    lazy_import("fastapi", "serve")
+    from skylens.service import create_app
 
-            from skylens.service import create_app
-        except ModuleNotFoundError as exc:
-            raise MissingDependencyError(
-                f"`skylens serve` needs {exc.name}: pip install 'skylens[serve]'"
-            ) from None
-        if max_upload_mb <= 0:
-            raise SkylensError(f"--max-upload-mb must be positive, got {max_upload_mb}")
-        app = create_app(
-            index,
-            model=model,
-            roots=root or (),
-            cors_origins=cors_origin or (),
-            max_upload_bytes=int(max_upload_mb * 2**20),
-        )
-    except SkylensError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    if max_upload_mb <= 0:
+        raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    app = create_app(
+        index,
+        model=model,
+        roots=root or (),
+        cors_origins=cors_origin or (),
+        max_upload_bytes=int(max_upload_mb * 2**20),
+    )
     typer.echo(f"skylens serving on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` command to the ``skylens`` Typer app."""
-    app.command("serve")(serve)
+    app.command("serve")(friendly(serve))
