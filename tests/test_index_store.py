@@ -471,3 +471,12 @@ def test_ann_finds_exact_duplicates(tmp_path):
     assert index.search(late, k=1)[0].id == "late"
     assert len(index.search(vecs[0], k=10, source="/s7.tif")) == 10
     assert ChipIndex.open(tmp_path / "ann").stats()["has_ann"] is True
+
+
+def test_get_returns_one_stored_row_or_none(index):
+    rows = make_rows(unit(np.random.default_rng(0), 3))
+    index.add(rows)
+    row = index.get(rows[1]["id"])
+    assert row["id"] == rows[1]["id"] and list(row["window"]) == list(rows[1]["window"])
+    assert index.get("0" * 32) is None
+    assert index.get("x' OR '1'='1") is None  # quoted, never interpreted

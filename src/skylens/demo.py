@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import shutil
 import subprocess
@@ -19,11 +18,8 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from skylens.errors import IndexMismatchError, InputError
-from skylens.imagery import Chip, read_chip, read_raster
+from skylens.imagery import window_thumbnail_png
 from skylens.models.towers import cache_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -84,14 +80,10 @@ def deepforest_images(dest: Path | None = None) -> Path:
 
 def _thumb(path: str, window: Sequence[int], size: int = 160) -> str:
     """A chip as a base64 PNG data URI."""
-    with read_raster(path) as raster:
-        chip = Chip(source=path, window=tuple(window), bounds=None, crs=None, footprint=None)
-        rgb, _ = read_chip(raster, chip, min_valid=0.0)
-    im = Image.fromarray(rgb if rgb is not None else np.zeros((8, 8, 3), np.uint8))
-    im.thumbnail((size, size))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return (
+        "data:image/png;base64,"
+        + base64.b64encode(window_thumbnail_png(path, window, size=size)).decode()
+    )
 
 
 def _footprint_svg(features: list[dict], width: int = 320, height: int = 220) -> str:

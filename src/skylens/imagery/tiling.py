@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rasterio.warp import transform as warp_transform
 
 from skylens.errors import InputError
-from skylens.imagery.raster import GDAL_ERRORS, Raster, parse_bands
+from skylens.imagery.raster import GDAL_ERRORS, Raster, parse_bands, read_raster
 from skylens.imagery.render import parse_stretch, stretch_percentiles, to_rgb
 
 Bounds = tuple[float, float, float, float]
@@ -202,3 +203,31 @@ def read_chip(
     rgb = to_rgb(arr, stretch=stretch, lo=lo, hi=hi, nodata=raster.nodata)
     rgb[~valid] = 0
     return rgb, fraction
+
+
+def window_thumbnail_png(
+    path: str | Path,
+    window: Sequence[int],
+    *,
+    bands: str | Sequence[int] | None = None,
+    size: int = 256,
+) -> bytes:
+    """A pixel window of a raster rendered to RGB, shrunk to at most ``size`` px a side, as PNG."""
+    import io
+
+    from PIL import Image
+
+    with read_raster(path) as raster:
+        chip = Chip(
+            source=str(path),
+            window=tuple(int(v) for v in window),
+            bounds=None,
+            crs=None,
+            footprint=None,
+        )
+        rgb, _ = read_chip(raster, chip, bands=bands, min_valid=0.0)
+    image = Image.fromarray(rgb if rgb is not None else np.zeros((8, 8, 3), np.uint8))
+    image.thumbnail((size, size))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

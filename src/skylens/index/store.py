@@ -665,6 +665,18 @@ class ChipIndex:
         return True
 
     # -- reading ------------------------------------------------------------------------------
+    def get(self, chip_id: str) -> dict | None:
+        """The stored row (id, path, window, bands) of one chip, or None."""
+        rows = (
+            self._table.search()
+            .where(f"id = {_sql_str(chip_id)}")
+            .select(["id", "path", "window", "bands"])
+            .limit(1)
+            .to_arrow()
+            .to_pylist()
+        )
+        return rows[0] if rows else None
+
     def count(self) -> int:
         """Number of chips stored."""
         return self._table.count_rows()
