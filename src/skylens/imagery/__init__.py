@@ -18,7 +18,14 @@ from skylens.imagery.raster import (
     read_raster,
 )
 from skylens.imagery.render import parse_stretch, to_rgb
-from skylens.imagery.tiling import Chip, read_chip, tile, window_geometry, window_thumbnail_png
+from skylens.imagery.tiling import (
+    Chip,
+    read_chip,
+    tile,
+    window_geometry,
+    window_starts,
+    window_thumbnail_png,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -35,5 +42,6 @@ __all__ = [
     "tile",
     "to_rgb",
     "window_geometry",
+    "window_starts",
     "window_thumbnail_png",
 ]

@@ -55,7 +55,7 @@ class Chip:
         return {"type": "Feature", "geometry": self.footprint, "properties": props}
 
 
-def _starts(length: int, size: int, stride: int) -> list[int]:
+def window_starts(length: int, size: int, stride: int) -> list[int]:
     """Window offsets along one axis: every ``stride``, the last shifted inward to the edge."""
     if length <= size:
         return [0]
@@ -152,8 +152,8 @@ def tile(raster: Raster, size: int = 256, overlap: int = 32) -> Iterator[Chip]:
     size, overlap = int(size), int(overlap)
     stride = size - overlap
     width, height = min(size, raster.width), min(size, raster.height)
-    cols = _starts(raster.width, size, stride)
-    for row in _starts(raster.height, size, stride):
+    cols = window_starts(raster.width, size, stride)
+    for row in window_starts(raster.height, size, stride):
         windows = [(col, row, width, height) for col in cols]
         for window, (bounds, footprint) in zip(windows, _geometries(raster, windows), strict=True):
             yield Chip(raster.path, window, bounds, raster.crs, footprint)

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from skylens.errors import InputError
-from skylens.imagery import parse_bands, read_chip, read_raster, window_geometry
+from skylens.imagery import parse_bands, read_chip, read_raster, window_geometry, window_starts
 from skylens.imagery import tile as tile_scene
-from skylens.imagery.tiling import _starts
 from skylens.models.base import ImageTextEncoder, l2_normalize
 from skylens.tasks.change import BATCH, _as_encoder, _check_tile, encode_batched, write_heatmap_png
 
@@ -198,8 +197,8 @@ def localize(
     with read_raster(scene_path) as raster:
         _check_tile(raster, tile, "tile")
         band_list = parse_bands(bands, raster.count, raster.path, raster.band_names)
-        row_starts = _starts(raster.height, tile, stride)
-        col_starts = _starts(raster.width, tile, stride)
+        row_starts = window_starts(raster.height, tile, stride)
+        col_starts = window_starts(raster.width, tile, stride)
         row_ix = {v: i for i, v in enumerate(row_starts)}
         col_ix = {v: i for i, v in enumerate(col_starts)}
         heat = np.full((len(row_starts), len(col_starts)), np.nan, np.float32)
