@@ -231,19 +231,20 @@ def ask_cmd(
     image: Annotated[Path, typer.Argument(help="Image file or GeoTIFF.")],
     question: Annotated[str, typer.Argument(help="A question about the image.")],
     model: Annotated[
-        str, typer.Option(help="Image-text model answering scene/presence questions.")
+        str,
+        typer.Option(help="Model that answers: default, hf:VLM, openai:URL#MODEL, or an encoder."),
     ] = "default",
     bands: Annotated[str | None, typer.Option(help="1-based bands rendered as RGB.")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
 ) -> None:
-    """Answer a question about an image (scene and presence; other kinds are refused with the reason)."""
+    """Answer a question about an image (questions a model cannot answer are refused with the reason)."""
     from skylens.models import load
-    from skylens.tasks.ask import ZeroShotAnswerer, check_question
+    from skylens.tasks.ask import ask_image, check_question
     from skylens.tasks.common import load_scene_rgb
 
     fmt = _check_format(format, ("table", "json"))
     check_question(question)
-    answer = ZeroShotAnswerer(load(model)).answer(load_scene_rgb(image, bands=bands), question)
+    answer = ask_image(load(model), load_scene_rgb(image, bands=bands), question)
     if fmt == "json":
         print(json.dumps(answer.to_dict(), indent=2))
     else:

@@ -129,13 +129,94 @@ def run_classify(
     }
 
 
+def run_caption(
+    model: Model,
+    dataset,
+    *,
+    split: str,
+    batch_size: int = 32,
+    beam: int = 3,
+    progress: Progress | None = None,
+) -> dict:
+    """Caption every image of ``dataset`` and score against its reference sentences."""
+    from skylens.datasets import load_image
+    from skylens.evaluate.captioning import CaptionEvaluator
+
+    require(model, "caption")
+    n = len(dataset)
+    if n == 0:
+        raise InputError(f"dataset {getattr(dataset, 'name', '')} split '{split}' has no samples")
+    t0 = time.perf_counter()
+    predictions, references = {}, {}
+    for s in range(0, n, batch_size):
+        idx = range(s, min(s + batch_size, n))
+        caps = model.caption_images([load_image(dataset[i]) for i in idx], beam=beam)
+        for i, cap in zip(idx, caps, strict=True):
+            sid = str(dataset[i].get("id", i))
+            predictions[sid] = cap
+            references[sid] = list(dataset[i]["captions"])
+        if progress:
+            progress(len(idx))
+    seconds = time.perf_counter() - t0
+    result = CaptionEvaluator()(predictions, references)
+    result.setdefault("details", {})["examples"] = [
+        {"id": k, "prediction": predictions[k], "reference": references[k][0]}
+        for k in list(predictions)[:5]
+    ]
+    result["details"]["captions_per_s"] = round(n / max(seconds, 1e-9), 2)
+    meta = _meta(model, dataset, split, time.perf_counter() - t0, images=n, beam=beam)
+    return {**result, "meta": meta}
+
+
+def run_vqa(
+    model: Model,
+    dataset,
+    *,
+    split: str,
+    progress: Progress | None = None,
+) -> dict:
+    """Answer every question of ``dataset``; accuracy overall and per question type.
+
+    A question the model declines ("cannot answer with this model") counts as wrong; how many
+    were declined is reported beside the accuracy.
+    """
+    from skylens.datasets import load_image
+    from skylens.evaluate.vqa import VQAEvaluator
+
+    require(model, "vqa")
+    n = len(dataset)
+    if n == 0:
+        raise InputError(f"dataset {getattr(dataset, 'name', '')} split '{split}' has no samples")
+    t0 = time.perf_counter()
+    preds, truths, types, declined = [], [], [], 0
+    images: dict[str, np.ndarray] = {}
+    for i in range(n):
+        sample = dataset[i]
+        key = str(sample.get("image"))
+        if key not in images:
+            images = {key: load_image(sample)}  # questions of one image are consecutive
+        ans = model.answer(images[key], sample["question"])
+        declined += not getattr(ans, "supported", True)
+        preds.append(ans.text if hasattr(ans, "text") else str(ans))
+        truths.append(sample["answer"])
+        types.append(sample.get("question_type") or "all")
+        if progress:
+            progress(1)
+    seconds = time.perf_counter() - t0
+    result = VQAEvaluator()(preds, truths, question_types=types)
+    result.setdefault("details", {})["declined"] = declined
+    result["details"]["answers_per_s"] = round(n / max(seconds, 1e-9), 2)
+    meta = _meta(model, dataset, split, seconds, questions=n)
+    return {**result, "meta": meta}
+
+
 def run(task: str, model: Model, dataset, *, split: str, progress: Progress | None = None) -> dict:
     """Dispatch to the ``run_*`` function for ``task`` (capability checked first)."""
     require(model, task)
-    if task == "retrieval":
-        return run_retrieval(model, dataset, split=split, progress=progress)
-    if task == "classify":
-        return run_classify(model, dataset, split=split, progress=progress)
-    raise CapabilityError(
-        f"'{task}' evaluation needs a captioning/VQA model; none is registered in this build"
-    )
+    runners = {
+        "retrieval": run_retrieval,
+        "classify": run_classify,
+        "caption": run_caption,
+        "vqa": run_vqa,
+    }
+    return runners[task](model, dataset, split=split, progress=progress)

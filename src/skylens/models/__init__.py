@@ -1,9 +1,12 @@
 """Models: capability protocols, the name registry and the backends."""
 
 from skylens.models.base import (
+    Answerer,
+    Captioner,
     ImageTextEncoder,
     Model,
     ModelCard,
+    TextGenerator,
     available,
     l2_normalize,
     load,
@@ -11,6 +14,9 @@ from skylens.models.base import (
 )
 
 __all__ = [
+    "Answerer",
+    "Captioner",
+    "TextGenerator",
     "ImageTextEncoder",
     "Model",
     "ModelCard",

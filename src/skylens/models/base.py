@@ -107,6 +107,38 @@ class ImageTextEncoder(Model):
         return _l2(emb)
 
 
+class Captioner(Model):
+    """Describes images in words."""
+
+    @abstractmethod
+    def caption_images(
+        self, images: Sequence[np.ndarray], *, beam: int = 3, max_tokens: int = 40
+    ) -> list[str]:
+        """One caption per RGB uint8 image (HxWx3, any size)."""
+
+
+class Answerer(Model):
+    """Answers questions about one image.
+
+    ``answer`` returns a ``skylens.tasks.ask.Answer``; a question outside the model's reach gets
+    ``supported=False``, the text "cannot answer with this model" and the reason, never a guess.
+    """
+
+    @abstractmethod
+    def answer(self, image: np.ndarray, question: str):
+        """Answer ``question`` about an RGB uint8 image (HxWx3)."""
+
+
+class TextGenerator(Model):
+    """A language model: completes chat messages (``[{"role": ..., "content": ...}]``)."""
+
+    @abstractmethod
+    def generate(
+        self, messages: Sequence[dict], *, max_tokens: int = 256, temperature: float = 0.0
+    ) -> str:
+        """The assistant's reply to ``messages``."""
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -177,11 +209,21 @@ def load(name: str = "default", *, cache: bool = True) -> Model:
         return model
 
 
+#: Modules that register the built-in schemes (each imports its heavy libraries lazily).
+BUILTIN_BACKEND_MODULES = (
+    "skylens.models.default",
+    "skylens.models.openclip",
+    "skylens.models.hf",
+    "skylens.models.openai_compat",
+    "skylens.models.gguf",
+)
+
+
 def _ensure_builtin_backends() -> None:
     # Importing the backend modules registers them; they import heavy libraries lazily.
     import importlib
 
-    for module in ("skylens.models.default", "skylens.models.openclip"):
+    for module in BUILTIN_BACKEND_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a backend module missing from this install

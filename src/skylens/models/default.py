@@ -29,6 +29,8 @@ import numpy as np
 from skylens.errors import ModelError
 from skylens.models import towers
 from skylens.models.base import (
+    Answerer,
+    Captioner,
     ImageTextEncoder,
     ModelCard,
     l2_normalize,
@@ -81,8 +83,12 @@ def load_heads(path: Path) -> tuple[dict[str, np.ndarray], HeadsConfig]:
     return tensors, HeadsConfig(**cfg)
 
 
-class SkylensLite(ImageTextEncoder):
-    """The embedded default: frozen towers + trained heads, CPU-only, offline."""
+class SkylensLite(ImageTextEncoder, Captioner, Answerer):
+    """The embedded default: frozen towers + trained heads, CPU-only, offline.
+
+    Captioning and question answering are small trained parts over the same frozen image tower,
+    with their own committed weights and cards; they load on first use.
+    """
 
     def __init__(self, weights: Path = DEFAULT_WEIGHTS, *, threads: int | None = None) -> None:
         self.heads, self.config = load_heads(Path(weights))
@@ -180,6 +186,19 @@ class SkylensLite(ImageTextEncoder):
         if len(texts) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         return self.embed_text_features(self.text_tower.encode(texts))
+
+    # -- captioning and questions (loaded on first use) -------------------------------------
+    def caption_images(
+        self, images: Sequence[np.ndarray], *, beam: int = 3, max_tokens: int = 40
+    ) -> list[str]:
+        from skylens.models.captioner import default_captioner
+
+        return default_captioner(self).caption_images(images, beam=beam, max_tokens=max_tokens)
+
+    def answer(self, image: np.ndarray, question: str):
+        from skylens.tasks.ask import default_answerer
+
+        return default_answerer(self).answer(image, question)
 
 
 def conse_embedding(

@@ -193,3 +193,32 @@ def _best_threshold(z: np.ndarray, truth: np.ndarray) -> float:
     grid = np.quantile(z, np.linspace(0.0, 1.0, 101))
     acc = [np.mean((z > t) == truth) for t in grid]
     return float(grid[int(np.argmax(acc))])
+
+
+def default_answerer(model: ImageTextEncoder) -> ZeroShotAnswerer:
+    """The answerer the default model's ``answer`` uses (one per model, built on first use)."""
+    cached = getattr(model, "_skylens_answerer", None)
+    if cached is None:
+        cached = ZeroShotAnswerer(model)
+        model._skylens_answerer = cached
+    return cached
+
+
+def ask_image(model, image: np.ndarray, question: str) -> Answer:
+    """Answer ``question`` about ``image`` with whatever the model offers.
+
+    An ``Answerer`` answers itself; a plain image-text encoder gets the zero-shot answerer; any
+    other model is refused before work.
+    """
+    from skylens.errors import CapabilityError
+    from skylens.models.base import Answerer
+
+    check_question(question)
+    if isinstance(model, Answerer):
+        return model.answer(image, question)
+    if isinstance(model, ImageTextEncoder):
+        return ZeroShotAnswerer(model).answer(image, question)
+    raise CapabilityError(
+        f"model '{model.name}' cannot answer questions about images; "
+        "use the default model, an hf: vision-language model or a vision-capable openai: server"
+    )
