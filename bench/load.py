@@ -6,6 +6,11 @@ service in a subprocess on 127.0.0.1 twice — with micro-batching and with one 
 (``max_batch=1``) — and drives it with C concurrent clients for S seconds each, every query a
 different text. Reports requests/s, p50/p99 latency and errors; writes ``bench/results/load.json``.
 
+To say where the time goes it also measures, in the same run, the two parts of a request on their
+own: one text query through the text tower (ONNX MiniLM, one thread) and the index search alone
+(LanceDB, 4 threads, as many searches as it can for a few seconds). The load average of the
+machine is recorded before and after each phase: on a shared machine other work competes.
+
 Run: ``.venv/bin/python bench/load.py [--rows 100000 --clients 50 --seconds 60]``.
 Traffic goes to loopback only, and every loop is bounded in time.
 """
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -34,6 +40,7 @@ from skylens.service import create_app
 app = create_app(sys.argv[1], max_batch=int(sys.argv[3]))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
+PART_SECONDS = 10.0  # time spent measuring each part alone
 
 
 def build_index(rows: int) -> Path:
@@ -76,32 +83,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def drive(url: str, clients: int, seconds: float) -> dict:
-    import httpx
+async def _get(host: str, port: int, target: str, conn: list) -> tuple[int, bytes]:
+    """One keep-alive HTTP/1.1 GET on the connection in ``conn`` (opened on first use).
 
+    A bare asyncio client: the load generator shares the machine with the server, and a full
+    HTTP client library costs several ms of CPU per request that the server would then lack.
+    """
+    if not conn:
+        conn.extend(await asyncio.open_connection(host, port))
+    reader, writer = conn
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def drive(url: str, clients: int, seconds: float) -> dict:
+    host, port = url.removeprefix("http://").split(":")
     lat: list[float] = []
     errors: list[int] = []
 
-    async def client(c, i: int, stop: float) -> None:
+    async def client(i: int, stop: float) -> None:
+        conn: list = []
         n = 0
         while time.perf_counter() < stop:
+            target = "/api/search?" + urlencode({"q": f"houses near a river {i} {n}", "k": 10})
             t = time.perf_counter()
             try:
-                r = await c.get(
-                    url + "/api/search", params={"q": f"houses near a river {i} {n}", "k": 10}
-                )
-                if r.status_code != 200:
-                    errors.append(r.status_code)
-            except httpx.HTTPError:
+                status, _ = await asyncio.wait_for(_get(host, int(port), target, conn), 30)
+                if status != 200:
+                    errors.append(status)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
                 errors.append(-1)
+                if conn:
+                    conn[1].close()
+                conn.clear()
             lat.append(time.perf_counter() - t)
             n += 1
+        if conn:
+            conn[1].close()
 
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients)) as c:
-        await c.get(url + "/api/search", params={"q": "warm up"})
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(c, i, t0 + seconds) for i in range(clients)))
-        dt = time.perf_counter() - t0
+    await _get(host, int(port), "/api/search?q=warm+up", [])
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(i, t0 + seconds) for i in range(clients)))
+    dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     lat.sort()
     return {
         "requests": len(lat),
@@ -109,6 +138,7 @@ async def drive(url: str, clients: int, seconds: float) -> dict:
         "p50_ms": round(1000 * lat[len(lat) // 2], 1),
         "p99_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
         "errors": len(errors),
+        "client_cpu_ms_per_request": round(1000 * cpu / max(len(lat), 1), 2),
     }
 
 
@@ -131,6 +161,48 @@ def run_server(index: Path, max_batch: int, clients: int, seconds: float) -> dic
         proc.wait(timeout=30)
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def measure_parts(index: Path, seconds: float = PART_SECONDS) -> dict:
+    """Cost of the two parts of a text search on their own: text encoding and index search."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import skylens
+    from skylens.index.store import ChipIndex
+
+    idx = ChipIndex.open(index)
+    model = skylens.load(idx.model_name)
+    model.encode_texts(["warm up"])
+    times = []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        t = time.perf_counter()
+        model.encode_texts([f"houses near a river {len(times)}"])
+        times.append(time.perf_counter() - t)
+    times.sort()
+    queries = model.encode_texts([f"aerial scene number {i}" for i in range(64)])
+    idx.search(queries[0], k=10)
+    done = 0
+    t0 = time.perf_counter()
+
+    def searcher(i: int) -> int:
+        n = 0
+        while time.perf_counter() < t0 + seconds:
+            idx.search(queries[(i * 16 + n) % len(queries)], k=10)
+            n += 1
+        return n
+
+    with ThreadPoolExecutor(4) as pool:
+        done = sum(pool.map(searcher, range(4)))
+    return {
+        "text_query_encode_p50_ms": round(1000 * times[len(times) // 2], 2),
+        "index_searches_per_s_4_threads": round(done / (time.perf_counter() - t0), 1),
+        "index_ann": idx.stats()["ann"],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000)
@@ -140,17 +212,23 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     index = build_index(args.rows)
     results = {}
+    loads = {"start": load_average()}
+    parts = measure_parts(index)
+    print("parts", parts, file=sys.stderr)
+    loads["after_parts"] = load_average()
     for name, max_batch in (("micro_batched", 64), ("one_at_a_time", 1)):
         results[name] = run_server(index, max_batch, args.clients, args.seconds)
+        loads[f"after_{name}"] = load_average()
         print(name, results[name], file=sys.stderr)
     out = {
         "benchmark": "load",
         "command": "python bench/load.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": args.rows,
         "clients": args.clients,
         "seconds": args.seconds,
         "results": results,
+        "parts": parts,
         "gain_requests_per_s": round(
             results["micro_batched"]["requests_per_s"]
             / max(results["one_at_a_time"]["requests_per_s"], 1e-9),
@@ -159,7 +237,8 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
-            "load_average": os.getloadavg(),
+            "load_average": loads,
+            "note": "2 cores shared with other jobs while this ran; see load_average (1, 5, 15 min)",
         },
     }
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)

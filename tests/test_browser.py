@@ -2,11 +2,17 @@
 
 The service runs under uvicorn on 127.0.0.1 and a free port in a background thread, over a tiny
 index of three flat-colour PNGs embedded with the fake colour encoder (conftest.py). The tests type
-a query and check the result grid, upload an image and check the classification, and use the page
-from the keyboard alone. They skip when Playwright or ``/usr/bin/chromium`` is missing
-(``make test`` installs both).
+a query and check the result grid, upload an image and check the classification, drop an image on
+the page (a real ``drop`` event carrying a ``DataTransfer``), compare two small generated GeoTIFFs
+in the change view (change map, region list, footprints), localize a phrase (heatmap), see the
+"not available" message for captioning (the fake model cannot caption), and use the page from the
+keyboard alone. They skip when Playwright or ``/usr/bin/chromium`` is missing (``make test``
+installs both). With ``SKYLENS_SCREENSHOTS=DIR`` set, the change and localize tests also save
+screenshots of their views there.
 """
 
+import base64
+import os
 import socket
 import threading
 import time
@@ -15,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import uvicorn
 from PIL import Image
+from rasterio.transform import from_origin
 
 import skylens
 from skylens.index.ingest import ingest
@@ -114,7 +122,13 @@ def browser(sync_playwright):
 
 
 @pytest.fixture()
-def page(browser, base_url):
+def expected_console_errors() -> list[str]:
+    """Console messages a test expects (e.g. the browser's log line for a 4xx it provokes)."""
+    return []
+
+
+@pytest.fixture()
+def page(browser, base_url, expected_console_errors):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
@@ -129,6 +143,7 @@ def page(browser, base_url):
     )
     yield pg
     context.close()
+    errors = [e for e in errors if not any(x in e for x in expected_console_errors)]
     assert not errors, f"errors in the browser console: {errors}"
 
 
@@ -202,3 +217,141 @@ def test_keyboard_only_search(page):
         if page.evaluate("document.activeElement.closest('#grid') !== null"):
             break
     assert page.evaluate("document.activeElement.classList.contains('active')")
+
+
+# -- drag and drop, change, localize, capabilities -----------------------------------------------
+def _geotiff(path: Path, arr: np.ndarray) -> Path:
+    """An RGB uint8 GeoTIFF in UTM 18N (EPSG:32618), 10 m pixels, near 36.1 N 75 W."""
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[1],
+        height=arr.shape[0],
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32618",
+        transform=from_origin(500000, 4000000, 10, 10),
+    ) as dst:
+        dst.write(arr.transpose(2, 0, 1))
+    return path
+
+
+def _shot(page, selector: str, name: str) -> None:
+    out = os.environ.get("SKYLENS_SCREENSHOTS")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        page.locator(selector).screenshot(path=str(Path(out) / name))
+
+
+def test_drop_an_image_and_see_it_classified(page, archive):
+    data = base64.b64encode((archive / "blue.png").read_bytes()).decode()
+    page.fill("#labels", "red,green,blue")
+    transfer = page.evaluate_handle(
+        """([b64, name]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, { type: "image/png" }));
+            return dt;
+        }""",
+        [data, "dropped-blue.png"],
+    )
+    page.dispatch_event("#drop", "dragenter", {"dataTransfer": transfer})
+    assert "over" in (page.get_attribute("#drop", "class") or "")
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    # dropping classifies at once
+    page.wait_for_function(
+        "document.querySelectorAll('#classes li').length === 3", timeout=TIMEOUT_MS
+    )
+    assert page.locator("#classes li > span:first-child").first.inner_text() == "blue"
+    assert "dropped-blue.png: blue" in page.locator("#classify-message").inner_text()
+    assert "Chosen: dropped-blue.png" in page.locator("#drop-name").inner_text()
+    # the dropped image stays chosen for the other actions: ask about it
+    page.fill("#question", "What is the theme of this picture?")
+    page.click("#ask-form button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('ask-message').textContent.startsWith('dropped-blue.png:')",
+        timeout=TIMEOUT_MS,
+    )
+    assert "scene question" in page.locator("#ask-message").inner_text()
+
+
+def test_drop_zone_opens_the_file_chooser_from_the_keyboard(page):
+    page.focus("#drop")
+    with page.expect_file_chooser(timeout=TIMEOUT_MS) as chooser:
+        page.keyboard.press("Enter")
+    assert not chooser.value.is_multiple()
+
+
+def test_caption_says_clearly_when_the_model_cannot(page, archive, expected_console_errors):
+    expected_console_errors.append("status of 422")
+    page.set_input_files("#image", str(archive / "red.png"))
+    page.click("#caption-form button[type=submit]")
+    msg = page.locator("#caption-message")
+    page.wait_for_function(
+        "document.getElementById('caption-message').classList.contains('unavailable')",
+        timeout=TIMEOUT_MS,
+    )
+    assert msg.inner_text().startswith("Captioning is not available with the loaded model:")
+    assert "fake" in msg.inner_text()
+
+
+def test_change_view_shows_the_map_and_regions(page, tmp_path):
+    before = np.zeros((64, 64, 3), np.uint8)
+    before[:] = COL["red"]
+    after = before.copy()
+    after[:16, 48:] = COL["green"]  # the north-east chip changes
+    page.set_input_files("#before-file", str(_geotiff(tmp_path / "before_2019.tif", before)))
+    page.set_input_files("#after-file", str(_geotiff(tmp_path / "after_2023.tif", after)))
+    page.fill("#change-tile", "16")
+    page.click("#change-form button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('change-result').hidden === false", timeout=TIMEOUT_MS
+    )
+    page.wait_for_function(
+        "(i => i.complete && i.naturalWidth === 64)(document.getElementById('change-map'))",
+        timeout=TIMEOUT_MS,
+    )
+    regions = page.locator("#change-regions li").all_inner_texts()
+    assert len(regions) == 1 and regions[0].startswith("Region 1: north-east")
+    assert "m²" in regions[0]  # georeferenced: areas in square metres
+    assert page.locator("#change-footprints polygon").count() == 1
+    assert "1 changed region(s)" in page.locator("#change-message").inner_text()
+    assert page.locator("#change-caption").inner_text()
+    _shot(page, "section:has(#change-title)", "web_change.png")
+
+
+def test_change_view_asks_for_both_images(page):
+    page.fill("#before-path", "red.png")
+    page.click("#change-form button[type=submit]")
+    msg = page.locator("#change-message")
+    assert "Choose the after image" in msg.inner_text()
+    assert "error" in (msg.get_attribute("class") or "")
+
+
+def test_localize_view_shows_a_heatmap(page, archive):
+    scene = np.zeros((64, 64, 3), np.uint8)
+    scene[:] = COL["green"]
+    scene[32:, :32] = COL["blue"]  # blue in the south-west quarter
+    Image.fromarray(scene).save(archive / "lake_scene.png")
+    page.fill("#scene-path", "lake_scene.png")  # a server-side path under the served root
+    page.fill("#phrase", "blue")
+    page.fill("#loc-tile", "32")
+    page.fill("#loc-stride", "32")
+    page.fill("#loc-top", "1")
+    page.click("#localize-form button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('localize-result').hidden === false", timeout=TIMEOUT_MS
+    )
+    page.wait_for_function(
+        "(i => i.complete && i.naturalWidth === 64)(document.getElementById('heatmap'))",
+        timeout=TIMEOUT_MS,
+    )
+    assert (
+        page.locator("#localize-regions li")
+        .all_inner_texts()[0]
+        .startswith("#1: window 0,32,32,32")
+    )
+    # a PNG has no georeferencing: the panel says so instead of drawing nothing
+    assert "Not georeferenced" in page.locator("#localize-footprints").text_content()
+    _shot(page, "section:has(#localize-title)", "web_localize.png")

@@ -6,6 +6,8 @@ transport where requests must share one event loop).
 """
 
 import asyncio
+import base64
+import dataclasses
 import io
 from pathlib import Path
 
@@ -19,11 +21,14 @@ from rasterio.transform import from_origin
 from typer.testing import CliRunner
 
 import skylens
+from skylens.errors import CapabilityError
 from skylens.index.ingest import ingest
 from skylens.index.store import ChipIndex
+from skylens.models.base import Answerer, Captioner, register_backend, unregister_backend
 from skylens.service import create_app
 from skylens.service.batching import TextBatcher
 from skylens.service.safety import resolve_under_roots, sniff_image, token_matches
+from skylens.tasks.ask import Answer
 
 COL = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (20, 30, 210)}
 
@@ -521,3 +526,138 @@ def test_localize_a_phrase_in_a_server_side_scene(client, archive):
         "/api/localize", params={"path": str(archive / "scene_20200615.tif"), "phrase": " "}
     )
     assert resp.status_code == 400
+
+
+# -- caption and ask through the model's own capabilities ----------------------------------------
+FakeEncoder = type(skylens.load("fake"))  # the colour encoder of conftest.py
+
+
+class _ColourCaptioner(FakeEncoder, Captioner, Answerer):
+    """The fake encoder plus a captioner/answerer naming the dominant colour; variant 'missing'
+    behaves like a model whose trained captioning parts are not installed."""
+
+    def __init__(self, variant: str = "") -> None:
+        super().__init__(variant)
+        self.card = dataclasses.replace(
+            self.card, name="fakecap" + (f":{variant}" if variant else "")
+        )
+        self.variant = variant
+
+    def _colour(self, image: np.ndarray) -> str:
+        return list(COL)[int(np.argmax(np.asarray(image, np.float32).reshape(-1, 3).mean(0)))]
+
+    def caption_images(self, images, *, beam: int = 3, max_tokens: int = 40) -> list[str]:
+        if self.variant == "missing":
+            raise ImportError("No module named 'skylens.models.captioner'")
+        if self.variant == "noweights":
+            raise CapabilityError("captioning weights are missing: run `skylens train caption`")
+        return [f"a {self._colour(im)} scene (beam {beam})" for im in images]
+
+    def answer(self, image: np.ndarray, question: str) -> Answer:
+        return Answer(question, "colour", self._colour(image), confidence=0.9)
+
+
+@pytest.fixture(scope="module")
+def captioning_backend():
+    register_backend("fakecap", "fake captioner for service tests", "fakecap")(_ColourCaptioner)
+    yield
+    unregister_backend("fakecap")
+
+
+def test_caption_with_a_captioning_model(captioning_backend, index_dir, archive):
+    client = TestClient(create_app(index_dir, model="fakecap", roots=[archive], token=""))
+    files = {"image": ("leaf.png", _png_bytes("green"), "image/png")}
+    resp = client.post("/api/caption", files=files, data={"beam": 2})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {
+        "source": "leaf.png",
+        "caption": "a green scene (beam 2)",
+        "model": "fakecap",
+    }
+    resp = client.post("/api/caption", data={"path": "red.png"})
+    assert resp.json()["caption"] == "a red scene (beam 3)"
+    assert client.get("/api/models").json()["capabilities"] == [
+        "ImageTextEncoder", "Captioner", "Answerer"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["fake", "fakecap:missing", "fakecap:noweights"])
+def test_caption_without_captioning_is_a_422_capability_error(captioning_backend, index_dir, model):
+    client = TestClient(create_app(index_dir, model=model, token=""))
+    files = {"image": ("leaf.png", _png_bytes("green"), "image/png")}
+    err = _error(client.post("/api/caption", files=files), 422)
+    assert err["type"] == "CapabilityError"
+    assert model.split(":")[0] in err["message"] or "weights are missing" in err["message"]
+
+
+def test_ask_uses_the_models_own_answerer(captioning_backend, index_dir):
+    client = TestClient(create_app(index_dir, model="fakecap", token=""))
+    files = {"image": ("sea.png", _png_bytes("blue"), "image/png")}
+    body = client.post("/api/ask", files=files, data={"question": "Which colour?"}).json()
+    assert body["text"] == "blue" and body["kind"] == "colour" and body["model"] == "fakecap"
+
+
+# -- change and localize with uploads and pictures -----------------------------------------------
+def _png_of(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _decode_data_url(url: str) -> np.ndarray:
+    head, _, data = url.partition(",")
+    assert head == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+
+
+def test_change_between_two_uploads_with_the_change_map(client, archive):
+    before = np.zeros((64, 64, 3), np.uint8)
+    before[:] = COL["red"]
+    after = before.copy()
+    after[48:, 48:] = COL["green"]  # the south-east chip changes
+    files = {
+        "before_image": ("2019.png", _png_of(before), "image/png"),
+        "after_image": ("2023.png", _png_of(after), "image/png"),
+    }
+    resp = client.post("/api/change", files=files, data={"tile": 16, "picture": "true"})
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert [g["location"] for g in body["regions"]] == ["south-east"]
+    assert body["before"] == "upload '2019.png'" and body["after"] == "upload '2023.png'"
+    assert "skylens-upload-" not in resp.text  # temporary files are never named
+    picture = _decode_data_url(body["change_map_png"])
+    assert picture.shape[:2] == (64, 64)
+    # the changed chip is tinted red and outlined; an unchanged corner keeps its colour
+    assert tuple(picture[0, 0, :3]) == COL["red"]
+    assert tuple(picture[49, 49, :3]) != tuple(after[49, 49])
+    # an upload and a path may be mixed; both or neither for one date is refused
+    mixed = client.post(
+        "/api/change",
+        files={"after_image": files["after_image"]},
+        data={"before": str(archive / "red.png"), "tile": 16},
+    )
+    assert mixed.status_code == 400  # 40x40 red.png vs 64x64 upload: sizes differ, named
+    both = client.post(
+        "/api/change", files=files, data={"before": str(archive / "red.png"), "tile": 16}
+    )
+    assert "exactly one before raster" in _error(both, 400)["message"]
+
+
+def test_localize_an_upload_with_the_heatmap(client):
+    scene = np.zeros((64, 64, 3), np.uint8)
+    scene[:] = COL["green"]
+    scene[:32, 32:] = COL["blue"]  # blue in the north-east quarter
+    files = {"image": ("scene.png", _png_of(scene), "image/png")}
+    data = {"phrase": "blue", "tile": 32, "stride": 32, "top": 1, "picture": "true"}
+    resp = client.post("/api/localize", files=files, data=data)
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert body["regions"][0]["window"] == [32, 0, 32, 32]
+    assert body["scene"] == "upload 'scene.png'"
+    heat = _decode_data_url(body["heatmap_png"])
+    assert heat.shape[:2] == (64, 64)
+    assert tuple(heat[63, 0, :3]) != tuple(heat[0, 63, :3])
+    fc = client.post("/api/localize", files=files, data=data | {"format": "geojson"}).json()
+    assert fc["type"] == "FeatureCollection" and fc["properties"]["scene"] == "upload 'scene.png'"
+    garbage = {"image": ("x.png", b"not an image at all", "image/png")}
+    assert _error(client.post("/api/localize", files=garbage, data=data), 415)

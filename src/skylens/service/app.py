@@ -6,12 +6,18 @@ format the answer (``../shared/STYLE.md`` #8). Concurrent text searches are micr
 ``{"error": {"type": ..., "message": ...}}`` with its ``http_status``; request-validation errors
 take the same shape, so bad input never yields a 500. Uploads and server-side paths are checked
 by ``skylens.service.safety``. OpenAPI docs are served at ``/docs``.
+
+Capabilities a model lacks (captioning with an encoder-only model, or trained parts that are not
+installed) answer 422 ``CapabilityError``, which the page shows as "not available". Change and
+localize take uploads or server-side paths and can return their pictures inline
+(``picture=true``: a PNG data URL, see ``skylens.service.pictures``).
 """
 
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,20 +29,22 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from skylens.errors import InputError, NotFoundError, SkylensError
+from skylens.errors import CapabilityError, InputError, NotFoundError, SkylensError
 from skylens.index.store import MAX_K, ChipIndex
-from skylens.models.base import ImageTextEncoder, Model, available, load
+from skylens.models.base import Answerer, Captioner, ImageTextEncoder, Model, available, load
 from skylens.service.batching import TextBatcher
 from skylens.service.chips import chip_thumbnail_png
+from skylens.service.pictures import png_data_url, relabel
 from skylens.service.safety import (
     AuthError,
     decode_upload,
     format_bytes,
     read_upload,
     resolve_under_roots,
+    saved_upload,
     token_matches,
 )
-from skylens.tasks.ask import ZeroShotAnswerer, check_question
+from skylens.tasks.ask import ask_image, check_question
 from skylens.tasks.change import change
 from skylens.tasks.classify import Classification, classify_arrays, parse_labels
 from skylens.tasks.common import load_scene_rgb
@@ -81,9 +89,17 @@ class ServiceState:
     """What the routes share: the open index, the lazily loaded model and the text batcher."""
 
     def __init__(
-        self, index: ChipIndex | None, model_name: str, batch_wait_s: float, max_batch: int
+        self,
+        index: ChipIndex | None,
+        model_name: str,
+        batch_wait_s: float,
+        max_batch: int,
+        max_searches: int = 4,
     ) -> None:
         self.index = index
+        # index searches running at once: LanceDB parallelises each query itself, so more than a
+        # few at a time only adds contention (bench/load.py measures the capacity)
+        self.search_slots = threading.BoundedSemaphore(max_searches)
         self.model_name = model_name
         self._model: Model | None = None
         self._lock = threading.Lock()
@@ -104,6 +120,11 @@ class ServiceState:
         m = self.model()
         m.require(ImageTextEncoder)
         return m  # type: ignore[return-value]
+
+    def search(self, fn, *args, **kwargs):
+        """Run an index search in a free search slot (call from a worker thread)."""
+        with self.search_slots:
+            return fn(*args, **kwargs)
 
     def require_index(self) -> ChipIndex:
         if self.index is None:
@@ -156,6 +177,7 @@ def create_app(
     cors_origins: Sequence[str] = (),
     batch_wait_s: float = 0.005,
     max_batch: int = 64,
+    max_searches: int = 4,
 ) -> FastAPI:
     """Build the service.
 
@@ -169,13 +191,16 @@ def create_app(
         cors_origins: origins allowed cross-origin access; CORS is off when empty.
         batch_wait_s: how long a text query waits to share an encoder call (seconds).
         max_batch: most text queries per encoder call.
+        max_searches: index searches run at once; later ones queue (LanceDB parallelises each).
 
     Raises:
         NotFoundError: ``index_dir`` is not an index.
     """
     index = ChipIndex.open(index_dir) if index_dir is not None else None
     model_name = model or (index.model_name if index is not None else "default")
-    state = ServiceState(index, model_name, batch_wait_s, max_batch)
+    if max_searches < 1:
+        raise InputError(f"max_searches must be at least 1, got {max_searches}")
+    state = ServiceState(index, model_name, batch_wait_s, max_batch, max_searches)
     token = token if token is not None else os.environ.get("SKYLENS_API_TOKEN")
     token = token or None
     roots = tuple(Path(r) for r in roots)
@@ -245,6 +270,24 @@ def create_app(
         resolved = resolve_under_roots(path, roots)
         return await run_in_threadpool(load_scene_rgb, resolved), str(resolved)
 
+    @asynccontextmanager
+    async def raster_from_request(
+        upload: UploadFile | None, path: str | None, what: str
+    ) -> AsyncIterator[tuple[Path, str]]:
+        """(file path, label) of a raster sent as an upload (kept on disk while in use, georeferencing
+        intact) or named by a server-side path under the roots."""
+        if (upload is None) == (not path):
+            raise InputError(
+                f"send exactly one {what} raster: an upload or a server-side path under a root"
+            )
+        if upload is None:
+            yield resolve_under_roots(path, roots), str(path)
+            return
+        name = (upload.filename or what)[:200]
+        data = await read_upload(upload, name, max_upload_bytes)
+        with saved_upload(data, name) as tmp:
+            yield tmp, f"upload '{name}'"
+
     def search_params(
         k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of hits.")] = 10,
         bbox: Annotated[str | None, Query(description="W,S,E,N in degrees (EPSG:4326).")] = None,
@@ -291,6 +334,7 @@ def create_app(
         return {
             "model": state.model_name,
             "loaded": state._model is not None,
+            "capabilities": _capabilities(state._model) if state._model is not None else None,
             "index_model": state.index.model_name if state.index is not None else None,
             "backends": [
                 {"scheme": b.scheme, "example": b.example, "description": b.description}
@@ -310,7 +354,7 @@ def create_app(
         enc = await run_in_threadpool(state.encoder)
         vector = await state.batcher.encode(text)
         hits = await run_in_threadpool(
-            lambda: search_vector(idx, vector, model_version=enc.version, **params)
+            state.search, search_vector, idx, vector, model_version=enc.version, **params
         )
         return formatted(SearchResult(text, enc.name, hits), format)
 
@@ -327,7 +371,7 @@ def create_app(
         idx = state.require_index()
         rgb, label = await image_from_request(image, path)
         enc = await run_in_threadpool(state.encoder)
-        result = await run_in_threadpool(lambda: search_image(idx, rgb, model=enc, **params))
+        result = await run_in_threadpool(state.search, search_image, idx, rgb, model=enc, **params)
         result.query = f"image:{label}"
         return formatted(result, format)
 
@@ -352,33 +396,72 @@ def create_app(
         out["classes"] = names
         return out
 
+    @app.post("/api/caption", tags=["caption"], dependencies=api)
+    async def caption_image(
+        image: Annotated[UploadFile | None, File(description="Image to describe.")] = None,
+        path: Annotated[
+            str | None, Form(description="Or a server-side image under a served root.")
+        ] = None,
+        beam: Annotated[int, Form(ge=1, le=8, description="Beam width.")] = 3,
+        max_tokens: Annotated[int, Form(ge=1, le=100, description="Longest caption.")] = 40,
+    ) -> dict:
+        """One sentence describing the image (needs a captioning model; 422 CapabilityError if not)."""
+        model = await run_in_threadpool(state.model)
+        model.require(Captioner)
+        rgb, label = await image_from_request(image, path)
+        [text] = await run_in_threadpool(
+            _capability_call, model, "captioning", model.caption_images, [rgb], beam=beam,
+            max_tokens=max_tokens,
+        )  # fmt: skip
+        return {"source": label, "caption": text, "model": model.name}
+
     @app.post("/api/ask", tags=["ask"], dependencies=api)
-    async def ask_image(
+    async def ask_about_image(
         question: Annotated[str, Form(description="A question about the image.")],
         image: Annotated[UploadFile | None, File(description="Image to ask about.")] = None,
         path: Annotated[
             str | None, Form(description="Or a server-side image under a served root.")
         ] = None,
     ) -> dict:
-        """Answer scene and presence questions; other kinds come back unsupported, with the reason."""
+        """Answer a question about an image with the model's answerer (``skylens.tasks.ask``).
+
+        Kinds the model cannot ground come back ``supported: false`` with the reason.
+        """
         q = check_question(question)
         rgb, label = await image_from_request(image, path)
-        enc = await run_in_threadpool(state.encoder)
-        answer = await run_in_threadpool(lambda: ZeroShotAnswerer(enc).answer(rgb, q))
-        return answer.to_dict() | {"source": label, "model": enc.name}
+        model = await run_in_threadpool(state.model)
+        answer = await run_in_threadpool(
+            _capability_call, model, "question answering", ask_image, model, rgb, q
+        )
+        return answer.to_dict() | {"source": label, "model": model.name}
 
     @app.post("/api/change", tags=["change"], dependencies=api)
     async def change_pair(
-        before: Annotated[str, Form(description="Server-side raster under a served root.")],
-        after: Annotated[str, Form(description="Server-side raster of the same place, later.")],
+        before: Annotated[
+            str | None, Form(description="Server-side raster under a served root.")
+        ] = None,
+        after: Annotated[
+            str | None, Form(description="Server-side raster of the same place, later.")
+        ] = None,
+        before_image: Annotated[UploadFile | None, File(description="Or upload BEFORE.")] = None,
+        after_image: Annotated[UploadFile | None, File(description="Or upload AFTER.")] = None,
         tile: Annotated[int, Form(ge=16, le=2048, description="Chip side, pixels.")] = 128,
+        picture: Annotated[
+            bool, Form(description="Add the change map as a PNG data URL (json only).")
+        ] = False,
         format: Annotated[Format, Form(description="json or geojson.")] = "json",
     ) -> dict:
         """What changed between two dates of one place: regions, m2 areas, classes before -> after."""
-        pair = [resolve_under_roots(p, roots) for p in (before, after)]
         enc = await run_in_threadpool(state.encoder)
-        result = await run_in_threadpool(lambda: change(pair[0], pair[1], enc, tile=tile))
-        return result.to_geojson() if format == "geojson" else result.to_dict()
+        async with raster_from_request(before_image, before, "before") as (b_path, b_label):
+            async with raster_from_request(after_image, after, "after") as (a_path, a_label):
+                result = await run_in_threadpool(lambda: change(b_path, a_path, enc, tile=tile))
+                png = await run_in_threadpool(png_data_url, result.write_png) if picture else None
+        names = {str(b_path): b_label, str(a_path): a_label}
+        if format == "geojson":
+            return relabel(result.to_geojson(), names)
+        out = relabel(result.to_dict(), names)
+        return out | ({"change_map_png": png} if png else {}) | {"model": enc.name}
 
     @app.get("/api/localize", tags=["localize"], dependencies=api)
     async def localize_phrase(
@@ -387,15 +470,44 @@ def create_app(
         tile: Annotated[int, Query(ge=16, le=2048, description="Window side, pixels.")] = 64,
         stride: Annotated[int, Query(ge=8, le=2048, description="Window step, pixels.")] = 32,
         top: Annotated[int, Query(ge=1, le=100, description="Regions to return.")] = 5,
+        picture: Annotated[
+            bool, Query(description="Add the heatmap over the scene as a PNG data URL (json).")
+        ] = False,
         format: Annotated[Format, Query(description="json or geojson.")] = "json",
     ) -> dict:
-        """Where in a scene a phrase applies: the best regions (and the heatmap in json)."""
-        scene = resolve_under_roots(path, roots)
+        """Where in a server-side scene a phrase applies: best regions (and the heatmap in json)."""
+        return await localized(None, path, phrase, tile, stride, top, picture, format)
+
+    @app.post("/api/localize", tags=["localize"], dependencies=api)
+    async def localize_phrase_upload(
+        phrase: Annotated[str, Form(description="What to find, in words.")],
+        image: Annotated[UploadFile | None, File(description="Scene to search.")] = None,
+        path: Annotated[
+            str | None, Form(description="Or a server-side raster under a served root.")
+        ] = None,
+        tile: Annotated[int, Form(ge=16, le=2048, description="Window side, pixels.")] = 64,
+        stride: Annotated[int, Form(ge=8, le=2048, description="Window step, pixels.")] = 32,
+        top: Annotated[int, Form(ge=1, le=100, description="Regions to return.")] = 5,
+        picture: Annotated[
+            bool, Form(description="Add the heatmap over the scene as a PNG data URL (json).")
+        ] = False,
+        format: Annotated[Format, Form(description="json or geojson.")] = "json",
+    ) -> dict:
+        """Where in an uploaded (or server-side) scene a phrase applies."""
+        return await localized(image, path, phrase, tile, stride, top, picture, format)
+
+    async def localized(image, path, phrase, tile, stride, top, picture, fmt) -> dict:
         enc = await run_in_threadpool(state.encoder)
-        result = await run_in_threadpool(
-            lambda: localize(scene, phrase, enc, tile=tile, stride=stride, top=top)
-        )
-        return result.to_geojson() if format == "geojson" else result.to_dict()
+        async with raster_from_request(image, path, "scene") as (scene, label):
+            result = await run_in_threadpool(
+                lambda: localize(scene, phrase, enc, tile=tile, stride=stride, top=top)
+            )
+            png = await run_in_threadpool(png_data_url, result.write_png) if picture else None
+        names = {str(scene): label}
+        if fmt == "geojson":
+            return relabel(result.to_geojson(), names)
+        out = relabel(result.to_dict(), names)
+        return out | ({"heatmap_png": png} if png else {}) | {"model": enc.name}
 
     @app.get(
         "/api/chip/{chip_id}/thumbnail.png",
@@ -420,6 +532,27 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _capabilities(model: Model) -> list[str]:
+    """Names of the capability protocols ``model`` implements (what the web page can offer)."""
+    kinds = (ImageTextEncoder, Captioner, Answerer)
+    return [k.__name__ for k in kinds if isinstance(model, k)]
+
+
+def _capability_call(model: Model, what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, with a capability whose parts are not installed reported as such.
+
+    A model may declare a capability whose trained parts load on first use (the default model's
+    captioner); when those parts are missing the answer is a 422 ``CapabilityError`` naming the
+    model, not a 500.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except ImportError as exc:
+        raise CapabilityError(
+            f"model '{model.name}' cannot do {what} in this install: {exc}"
+        ) from exc
 
 
 def _version() -> str:

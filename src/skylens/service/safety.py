@@ -13,7 +13,8 @@ from __future__ import annotations
 import hmac
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -102,10 +103,37 @@ async def read_upload(upload, name: str, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def _sniffed(data: bytes, name: str) -> tuple[str, str]:
+    found = sniff_image(data[:16])
+    if found is None:
+        raise UnsupportedMediaError(
+            f"upload '{name}' is not an image skylens reads (its bytes are not {ACCEPTED_KINDS})"
+        )
+    return found
+
+
+@contextmanager
+def saved_upload(data: bytes, name: str) -> Iterator[Path]:
+    """Uploaded image bytes as a private temporary file (GDAL reads files), removed on exit.
+
+    The suffix follows the sniffed format, so a GeoTIFF keeps its georeferencing for the tasks
+    that read rasters by path (change, localize).
+
+    Raises:
+        UnsupportedMediaError: the bytes are not an accepted image format.
+    """
+    _, suffix = _sniffed(data, name)
+    fd, tmp = tempfile.mkstemp(prefix="skylens-upload-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def decode_upload(data: bytes, name: str, *, bands: str | None = None) -> np.ndarray:
     """Decode uploaded image bytes to an RGB uint8 array through ``skylens.imagery``.
-
-    The bytes go to a private temporary file (GDAL reads files), which is removed at once.
 
     Raises:
         UnsupportedMediaError: the bytes are not an accepted image format.
@@ -113,16 +141,8 @@ def decode_upload(data: bytes, name: str, *, bands: str | None = None) -> np.nda
     """
     from skylens.tasks.common import load_scene_rgb
 
-    found = sniff_image(data[:16])
-    if found is None:
-        raise UnsupportedMediaError(
-            f"upload '{name}' is not an image skylens reads (its bytes are not {ACCEPTED_KINDS})"
-        )
-    kind, suffix = found
-    fd, tmp = tempfile.mkstemp(prefix="skylens-upload-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+    kind, _ = _sniffed(data, name)
+    with saved_upload(data, name) as tmp:
         try:
             return load_scene_rgb(tmp, bands=bands)
         except ImageReadError as exc:
@@ -130,9 +150,7 @@ def decode_upload(data: bytes, name: str, *, bands: str | None = None) -> np.nda
                 f"upload '{name}'", f"{kind} image cannot be decoded: {exc.reason}"
             ) from None
         except SkylensError as exc:  # bands etc.: say which upload, not the temp file
-            raise type(exc)(str(exc).replace(tmp, f"upload '{name}'")) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+            raise type(exc)(str(exc).replace(str(tmp), f"upload '{name}'")) from None
 
 
 def resolve_under_roots(path: str, roots: Sequence[Path]) -> Path:

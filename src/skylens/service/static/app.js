@@ -4,10 +4,20 @@
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const thumbUrls = [];
+// errors that mean "the loaded model cannot do this", not "your input is wrong"
+const UNAVAILABLE = new Set(["CapabilityError", "MissingDependencyError"]);
 
 function authHeaders() {
   const token = $("token").value.trim();
   return token ? { Authorization: "Bearer " + token } : {};
+}
+
+class ApiError extends Error {
+  constructor(type, message, status) {
+    super(message);
+    this.type = type;
+    this.status = status;
+  }
 }
 
 async function api(path, options = {}) {
@@ -16,22 +26,32 @@ async function api(path, options = {}) {
   const body = type.includes("json") ? await res.json() : await res.blob();
   if (!res.ok) {
     const err = body && body.error ? body.error : { type: "HTTPError", message: res.statusText };
-    throw new Error(err.message);
+    throw new ApiError(err.type, err.message, res.status);
   }
   return body;
 }
 
-function say(id, text, isError = false) {
+function say(id, text, kind = "") {
   const el = $(id);
   el.textContent = text;
-  el.classList.toggle("error", isError);
+  el.classList.toggle("error", kind === "error");
+  el.classList.toggle("unavailable", kind === "unavailable");
+}
+
+// an API failure in a panel: "not available with this model" reads differently from bad input
+function sayFailure(id, what, e) {
+  if (e instanceof ApiError && UNAVAILABLE.has(e.type)) {
+    say(id, `${what} is not available with the loaded model: ${e.message}`, "unavailable");
+  } else {
+    say(id, e.message, "error");
+  }
 }
 
 async function loadStatus() {
   try {
     const health = await api("/api/health");
     if (!health.index) {
-      say("status", "No index is loaded: searching is off. Start the service with `skylens serve --index DIR`. Classification works.", true);
+      say("status", "No index is loaded: searching is off. Start the service with `skylens serve --index DIR`. The image, change and localize views work.", "error");
       $("search-form").querySelector("button").disabled = true;
       return;
     }
@@ -39,57 +59,70 @@ async function loadStatus() {
       const stats = await api("/api/index");
       say("status", `Index: ${stats.rows} chips from ${stats.sources} source(s), model ${stats.model}.`);
     } catch (e) {
-      say("status", `Model ${health.model}. ${e.message}`, health.token_required);
+      say("status", `Model ${health.model}. ${e.message}`, health.token_required ? "error" : "");
     }
   } catch (e) {
-    say("status", "The service does not answer: " + e.message, true);
+    say("status", "The service does not answer: " + e.message, "error");
   }
 }
 
+// -- footprint panels ----------------------------------------------------------------------------
 function centre(geometry) {
-  if (!geometry) return null;
-  const ring = geometry.coordinates[0].slice(0, -1);
+  const rings = polygonRings(geometry);
+  if (!rings.length) return null;
+  const ring = rings[0].slice(0, -1);
   const lon = ring.reduce((s, p) => s + p[0], 0) / ring.length;
   const lat = ring.reduce((s, p) => s + p[1], 0) / ring.length;
   return [lon, lat];
 }
 
-function highlight(i) {
-  document.querySelectorAll("#grid li").forEach((li, j) => li.classList.toggle("active", i === j));
-  document.querySelectorAll("#map polygon").forEach((p) => p.classList.toggle("active", Number(p.dataset.i) === i));
+function polygonRings(geometry) {
+  if (!geometry) return [];
+  if (geometry.type === "Polygon") return [geometry.coordinates[0]];
+  if (geometry.type === "MultiPolygon") return geometry.coordinates.map((poly) => poly[0]);
+  return [];
 }
 
-function drawMap(features) {
-  const svg = $("map");
+// Draw the outer rings of [geometry, label] items on an SVG panel, true to shape (lon scaled by
+// cos(lat)); `onHover(i)` is called when a shape is pointed at.
+function drawFootprints(svgId, items, emptyText, onHover = null) {
+  const svg = $(svgId);
   svg.replaceChildren();
-  const rings = features.map((f, i) => [i, f.geometry]).filter(([, g]) => g && g.type === "Polygon");
-  if (!rings.length) {
+  const shapes = items.map(([g, label], i) => [i, label, polygonRings(g)]).filter(([, , r]) => r.length);
+  if (!shapes.length) {
     const t = document.createElementNS(SVG, "text");
     t.setAttribute("x", 20); t.setAttribute("y", 120);
-    t.textContent = "No georeferenced hits to draw.";
+    t.textContent = emptyText;
     svg.append(t);
     return;
   }
-  const pts = rings.flatMap(([, g]) => g.coordinates[0]);
+  const pts = shapes.flatMap(([, , rings]) => rings.flat());
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  // a degree of longitude is cos(latitude) as long as a degree of latitude: keep the shapes true
   const kx = Math.cos(((y0 + y1) / 2) * Math.PI / 180);
   const s = Math.min(300 / Math.max((x1 - x0) * kx, 1e-9), 200 / Math.max(y1 - y0, 1e-9));
-  for (const [i, g] of rings.reverse()) {
-    const poly = document.createElementNS(SVG, "polygon");
-    poly.setAttribute("points", g.coordinates[0].map((p) => `${(10 + (p[0] - x0) * kx * s).toFixed(1)},${(230 - (p[1] - y0) * s).toFixed(1)}`).join(" "));
-    poly.dataset.i = i;
-    const title = document.createElementNS(SVG, "title");
-    title.textContent = `hit ${i + 1}`;
-    poly.append(title);
-    poly.addEventListener("mouseenter", () => highlight(i));
-    svg.append(poly);
+  for (const [i, label, rings] of shapes.reverse()) {
+    for (const ring of rings) {
+      const poly = document.createElementNS(SVG, "polygon");
+      poly.setAttribute("points", ring.map((p) => `${(10 + (p[0] - x0) * kx * s).toFixed(1)},${(230 - (p[1] - y0) * s).toFixed(1)}`).join(" "));
+      poly.dataset.i = i;
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = label;
+      poly.append(title);
+      if (onHover) poly.addEventListener("mouseenter", () => onHover(i));
+      svg.append(poly);
+    }
   }
   const label = document.createElementNS(SVG, "text");
   label.setAttribute("x", 4); label.setAttribute("y", 12); label.setAttribute("font-size", 9);
   label.textContent = `lon ${x0.toFixed(4)}..${x1.toFixed(4)}, lat ${y0.toFixed(4)}..${y1.toFixed(4)}`;
   svg.append(label);
+}
+
+// -- search --------------------------------------------------------------------------------------
+function highlight(i) {
+  document.querySelectorAll("#grid li").forEach((li, j) => li.classList.toggle("active", i === j));
+  document.querySelectorAll("#map polygon").forEach((p) => p.classList.toggle("active", Number(p.dataset.i) === i));
 }
 
 async function thumbnail(img, id) {
@@ -129,7 +162,7 @@ function showHits(fc) {
     grid.append(li);
     thumbnail(img, f.id);
   });
-  drawMap(fc.features);
+  drawFootprints("map", fc.features.map((f, i) => [f.geometry, `hit ${i + 1}`]), "No georeferenced hits to draw.", highlight);
 }
 
 $("search-form").addEventListener("submit", async (ev) => {
@@ -142,30 +175,61 @@ $("search-form").addEventListener("submit", async (ev) => {
     showHits(fc);
     say("search-message", fc.features.length ? `${fc.features.length} hit(s) for “${fc.properties.query}”.` : "No hits.");
   } catch (e) {
-    say("search-message", e.message, true);
+    sayFailure("search-message", "Search", e);
   }
 });
 
+// -- one image: drop or choose, then classify / caption / ask ------------------------------------
 let dropped = null;
 const drop = $("drop");
+
+function chosenImage() {
+  return dropped || $("image").files[0] || null;
+}
+
+function showChosen() {
+  const f = chosenImage();
+  $("drop-name").textContent = f ? `Chosen: ${f.name}. Classify, caption or ask below.` : "";
+}
+
+function imageForm(messageId) {
+  const file = chosenImage();
+  if (!file) {
+    say(messageId, "Choose or drop an image first.", "error");
+    return null;
+  }
+  const form = new FormData();
+  form.append("image", file, file.name);
+  return form;
+}
+
+drop.addEventListener("dragenter", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (ev) => {
   ev.preventDefault();
   drop.classList.remove("over");
-  if (ev.dataTransfer.files.length) {
-    dropped = ev.dataTransfer.files[0];
-    say("classify-message", `Ready: ${dropped.name}. Press Classify.`);
+  const files = ev.dataTransfer ? ev.dataTransfer.files : [];
+  if (files.length) {
+    dropped = files[0];
+    showChosen();
+    // a dropped image is classified at once: dropping is the whole gesture
+    $("classify-form").requestSubmit();
   }
 });
-$("image").addEventListener("change", () => { dropped = null; });
+// keyboard: Enter or Space on the drop zone opens the file chooser
+drop.addEventListener("keydown", (ev) => {
+  if ((ev.key === "Enter" || ev.key === " ") && ev.target === drop) {
+    ev.preventDefault();
+    $("image").click();
+  }
+});
+$("image").addEventListener("change", () => { dropped = null; showChosen(); });
 
 $("classify-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const file = dropped || $("image").files[0];
-  if (!file) { say("classify-message", "Choose or drop an image first.", true); return; }
-  const form = new FormData();
-  form.append("image", file, file.name);
+  const form = imageForm("classify-message");
+  if (!form) return;
   form.append("labels", $("labels").value);
   form.append("top", $("top").value);
   say("classify-message", "Classifying…");
@@ -186,7 +250,125 @@ $("classify-form").addEventListener("submit", async (ev) => {
     });
     say("classify-message", `${r.source}: ${r.labels[0]} (model ${r.model}).`);
   } catch (e) {
-    say("classify-message", e.message, true);
+    sayFailure("classify-message", "Classification", e);
+  }
+});
+
+$("caption-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = imageForm("caption-message");
+  if (!form) return;
+  say("caption-message", "Captioning…");
+  try {
+    const r = await api("/api/caption", { method: "POST", body: form });
+    say("caption-message", `${r.source}: “${r.caption}” (model ${r.model}).`);
+  } catch (e) {
+    sayFailure("caption-message", "Captioning", e);
+  }
+});
+
+$("ask-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = imageForm("ask-message");
+  if (!form) return;
+  form.append("question", $("question").value);
+  say("ask-message", "Thinking…");
+  try {
+    const r = await api("/api/ask", { method: "POST", body: form });
+    if (r.supported) {
+      const conf = r.confidence == null ? "" : `, confidence ${(100 * r.confidence).toFixed(0)}%`;
+      say("ask-message", `${r.source}: ${r.text} (${r.kind} question${conf}; model ${r.model}).`);
+    } else {
+      say("ask-message", `${r.text}: ${r.reason}`, "unavailable");
+    }
+  } catch (e) {
+    sayFailure("ask-message", "Question answering", e);
+  }
+});
+
+// -- change and localize: uploads or server-side paths ------------------------------------------
+// Put one raster in `form`: the chosen file as `fileField`, else the typed path as `pathField`.
+function addRaster(form, fileInput, pathInput, fileField, pathField, what) {
+  const file = $(fileInput).files[0];
+  const path = $(pathInput).value.trim();
+  if (file && path) throw new Error(`Give the ${what} as an upload or a path, not both.`);
+  if (file) form.append(fileField, file, file.name);
+  else if (path) form.append(pathField, path);
+  else throw new Error(`Choose the ${what} image (upload or server-side path).`);
+}
+
+function regionItem(text) {
+  const li = document.createElement("li");
+  li.tabIndex = 0;
+  li.textContent = text;
+  return li;
+}
+
+function fmtArea(m2) {
+  if (m2 == null) return "";
+  return m2 >= 1e6 ? `${(m2 / 1e6).toFixed(2)} km²` : `${Math.round(m2)} m²`;
+}
+
+$("change-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData();
+  try {
+    addRaster(form, "before-file", "before-path", "before_image", "before", "before");
+    addRaster(form, "after-file", "after-path", "after_image", "after", "after");
+  } catch (e) {
+    say("change-message", e.message, "error");
+    return;
+  }
+  form.append("tile", $("change-tile").value);
+  form.append("picture", "true");
+  say("change-message", "Comparing…");
+  try {
+    const r = await api("/api/change", { method: "POST", body: form });
+    $("change-map").src = r.change_map_png;
+    $("change-caption").textContent = r.caption;
+    const list = $("change-regions");
+    list.replaceChildren(...r.regions.map((g) => regionItem(
+      `Region ${g.id}: ${g.location}, ${(100 * g.share).toFixed(1)}% of the scene${g.area_m2 != null ? ", " + fmtArea(g.area_m2) : ""}, ` +
+      `${g.class_before} → ${g.class_after} (score ${g.score.toFixed(3)})`)));
+    if (!r.regions.length) list.append(regionItem("No changed regions."));
+    $("change-warnings").replaceChildren(...r.warnings.map((w) => regionItem("Warning: " + w)));
+    drawFootprints("change-footprints", r.regions.map((g) => [g.geometry, `region ${g.id}`]),
+      "Not georeferenced: regions are drawn on the change map only.");
+    $("change-result").hidden = false;
+    say("change-message", `${r.regions.length} changed region(s); ${(100 * r.changed_share).toFixed(1)}% of the scene changed (model ${r.model}).`);
+  } catch (e) {
+    sayFailure("change-message", "Change detection", e);
+  }
+});
+
+$("localize-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData();
+  try {
+    addRaster(form, "scene-file", "scene-path", "image", "path", "scene");
+  } catch (e) {
+    say("localize-message", e.message, "error");
+    return;
+  }
+  form.append("phrase", $("phrase").value);
+  form.append("tile", $("loc-tile").value);
+  form.append("stride", $("loc-stride").value);
+  form.append("top", $("loc-top").value);
+  form.append("picture", "true");
+  say("localize-message", "Localizing…");
+  try {
+    const r = await api("/api/localize", { method: "POST", body: form });
+    $("heatmap").src = r.heatmap_png;
+    $("heatmap-caption").textContent = `“${r.phrase}” in ${r.scene}: ${r.chips_scored} windows scored.`;
+    $("localize-regions").replaceChildren(...r.regions.map((g) => regionItem(
+      `#${g.rank}: window ${g.window.join(",")} (score ${g.score.toFixed(3)}, +${g.relative.toFixed(3)} over the scene mean)`)));
+    drawFootprints("localize-footprints", r.regions.map((g) => [g.geometry, `region ${g.rank}`]),
+      "Not georeferenced: regions are outlined on the heatmap only.");
+    $("localize-result").hidden = false;
+    say("localize-message", `${r.regions.length} best region(s) for “${r.phrase}” (model ${r.model}).` +
+      (r.warnings.length ? " " + r.warnings.join(" ") : ""));
+  } catch (e) {
+    sayFailure("localize-message", "Localization", e);
   }
 });
 
