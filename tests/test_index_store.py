@@ -480,3 +480,27 @@ def test_get_returns_one_stored_row_or_none(index):
     assert row["id"] == rows[1]["id"] and list(row["window"]) == list(rows[1]["window"])
     assert index.get("0" * 32) is None
     assert index.get("x' OR '1'='1") is None  # quoted, never interpreted
+
+
+def test_fill_captions_only_fills_missing_ones_and_hybrid_search_fuses(index):
+    rng = np.random.default_rng(11)
+    vecs = unit(rng, 6)
+    rows = make_rows(vecs)
+    rows[0]["caption"] = "airplanes parked beside a terminal"
+    index.add(rows)  # chips 1..5 uncaptioned
+    assert index.existing_ids([r["id"] for r in rows], captioned_only=True) == {rows[0]["id"]}
+    again = make_rows(vecs, caption="a quiet harbour with boats")
+    assert index.add(again, fill_captions=True) == 0  # nothing inserted, 5 captions filled
+    assert index.count() == 6 and index.captioned_count() == 6
+    stored = {h.id: h.caption for h in index.search(vecs[0], k=6)}
+    assert stored[rows[0]["id"]] == "airplanes parked beside a terminal"  # never overwritten
+    assert {c for i, c in stored.items() if i != rows[0]["id"]} == {"a quiet harbour with boats"}
+    # hybrid: the query vector is nearest to chip 5, but the words match chip 0's caption
+    hits = index.search(vecs[5], k=6, text="airplanes terminal")
+    assert hits[0].id == rows[0]["id"] and hits[0].caption_score > 0
+    assert all(h.caption_score is None for h in hits[1:])
+    exact = {h.id: h.score for h in index.search(vecs[5], k=6)}
+    assert all(h.score == pytest.approx(exact[h.id], abs=1e-5) for h in hits)
+    fused = [h.fused_score for h in hits]
+    assert fused == sorted(fused, reverse=True)
+    assert index.stats()["captioned"] == 6 and index.stats()["has_caption_index"]

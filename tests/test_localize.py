@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +156,21 @@ def test_cli_localize(scene, tmp_path):
     assert json.loads(res.output)["features"][0]["properties"]["window"] == [32, 64, 32, 32]
     res = runner.invoke(_app(), ["localize", str(scene), "", "--model", "fake"])
     assert res.exit_code == 2 and "phrase is empty" in res.output
+
+
+def test_cli_localize_html_is_self_contained(scene):
+    args = ["localize", str(scene), "red", "--model", "fake", "--tile", "32", "--stride", "32"]
+    res = CliRunner().invoke(_app(), args + ["--top", "2", "--format", "html"])
+    assert res.exit_code == 0, res.output
+    page = res.output
+    assert page.startswith("<!doctype html>") and "http" not in page and "<script" not in page
+    (src,) = re.findall(r'src="([^"]+)"', page)
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(base64.b64decode(src.removeprefix("data:image/png;base64,"))))
+    assert img.format == "PNG" and img.size == (128, 128)
+    ranks = re.findall(
+        r"<tr><td>(\d)</td><td>([-\d.]+)</td><td>[-+\d.]+</td><td>([^<]+)</td>", page
+    )
+    assert [(r, w) for r, _, w in ranks] == [("1", "(32, 64, 32, 32)"), ("2", ranks[1][2])]
+    assert ranks[1][2] != "(32, 64, 32, 32)" and float(ranks[0][1]) >= float(ranks[1][1])

@@ -19,6 +19,7 @@ class GeoFormat(str, Enum):
     table = "table"
     json = "json"
     geojson = "geojson"
+    html = "html"
 
 
 def _echo_json(data: dict) -> None:
@@ -40,14 +41,24 @@ def change_command(
     threshold: float = typer.Option(
         None, "--threshold", help="Change-score cut-off (default: calibrated)."
     ),
+    llm: str = typer.Option(
+        None,
+        "--llm",
+        help="Language model (e.g. openai:URL#MODEL, gguf:PATH) that rephrases the caption and "
+        "answers open --ask questions from the evidence.",
+    ),
 ) -> None:
-    """What changed between two dates of one place: regions, areas, classes before -> after."""
+    """What changed between two dates of one place: regions, areas, classes before -> after.
+
+    --format html prints one self-contained HTML report (pictures inlined) to stdout.
+    """
     from skylens.tasks.change import ChangeSession
 
     session = ChangeSession(
         before,
         after,
         model,
+        llm=llm,
         tile=tile,
         bands=bands,
         assume_aligned=assume_aligned,
@@ -67,10 +78,16 @@ def change_command(
         if answer is not None:
             data["properties"]["answer"] = answer.to_dict()
         _echo_json(data)
+    elif fmt is GeoFormat.html:
+        typer.echo(result.to_html(answer=answer), nl=False)
     else:
         for w in result.warnings:
             typer.echo(f"warning: {w}", err=True)
         typer.echo(result.caption)
+        if result.caption_model:
+            typer.echo(
+                f"(rephrased by {result.caption_model}; structured: {result.caption_structured})"
+            )
         typer.echo(
             f"chips compared: {result.chips_compared}, skipped (nodata): "
             f"{result.chips_skipped_nodata}, threshold: {result.threshold:.4g}"
@@ -110,6 +127,8 @@ def localize_command(
         _echo_json(result.to_dict())
     elif fmt is GeoFormat.geojson:
         _echo_json(result.to_geojson())
+    elif fmt is GeoFormat.html:
+        typer.echo(result.to_html(), nl=False)
     else:
         for w in result.warnings:
             typer.echo(f"warning: {w}", err=True)

@@ -1,9 +1,14 @@
 """Ingest rasters into a chip index: read -> tile -> render -> embed (batched) -> append.
 
-The pipeline is a reader thread and the calling thread: the reader opens each file, tiles it with
-windowed reads, renders chips to RGB and preprocesses them into model-ready batches; the caller
-runs the model on full batches and appends rows. Decoding thus overlaps inference, the model always
-sees full batches, and memory stays bounded by the queue, whatever the scene size.
+The pipeline is ``skylens.index.embed.embed_stream``, shared with change and localize: a reader
+thread opens each file, tiles it with windowed reads, renders chips to RGB and preprocesses them;
+the caller runs the model on full batches and appends rows. Decoding thus overlaps inference, the
+model always sees full batches, and memory stays bounded by the queue, whatever the scene size.
+
+With a captioner, each batch of chips is also captioned and the caption stored in the row (text
+search can then match captions, ``ChipIndex.search_captions``). A captioner that fails or returns
+something other than one string per chip never blocks or corrupts the index: the batch's rows are
+stored without caption and the failure is counted in the report.
 
 Re-running is safe: a chip's id is a hash of the source file's content digest, its window and the
 model version, ids already in the index are skipped before any pixel is read, and rows are
@@ -12,9 +17,7 @@ appended in batches, so a killed ingest resumes where it stopped without duplica
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +35,7 @@ from skylens.imagery import (
     read_raster,
     tile,
 )
+from skylens.index.embed import BATCH, embed_stream
 from skylens.index.store import ChipIndex
 from skylens.models.base import ImageTextEncoder
 
@@ -51,6 +55,9 @@ class IngestReport:
     chips_skipped_nodata: int = 0
     failed: list[dict] = field(default_factory=list)  # {"path": ..., "error": ...}
     seconds: float = 0.0
+    chips_captioned: int = 0  # new chips and stored uncaptioned ones that got a caption
+    caption_failures: int = 0  # chips stored without caption because the captioner failed
+    caption_error: str | None = None  # the first captioner failure, for the user
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -80,11 +87,13 @@ class _Item:
     digest: str
     acquired: datetime | None
     bands: str
-    pixels: np.ndarray  # preprocessed (C,H,W) float32 or RGB uint8, see ChipReader.prepare
 
 
 class ChipReader:
-    """Yields model-ready chips of many files; runs in the reader thread."""
+    """Yields ``(_Item, rgb)`` for the new chips of many files; runs in the reader thread.
+
+    A file that cannot be read is recorded in ``report.failed`` and skipped.
+    """
 
     def __init__(
         self,
@@ -97,21 +106,22 @@ class ChipReader:
         bands: str | Sequence[int] | None,
         report: IngestReport,
         on_skip: Callable[[int], None] = lambda n: None,
+        captioned_only: bool = False,
     ) -> None:
         self.paths, self.index, self.model = paths, index, model
         self.size, self.overlap, self.bands_spec = size, overlap, bands
         self.report, self.on_skip = report, on_skip
-        # models that expose preprocess() get it run here, off the inference thread
-        self.prepare = getattr(model, "preprocess", None)
+        # with a captioner, stored chips without a caption are redone to fill it
+        self.captioned_only = captioned_only
 
-    def __iter__(self) -> Iterator[_Item | tuple[str, Exception]]:
+    def __iter__(self) -> Iterator[tuple[_Item, np.ndarray]]:
         for path in self.paths:
             try:
                 yield from self._file(path)
             except SkylensError as exc:
-                yield (str(path), exc)
+                self.report.failed.append({"path": str(path), "error": str(exc)})
 
-    def _file(self, path: Path) -> Iterator[_Item]:
+    def _file(self, path: Path) -> Iterator[tuple[_Item, np.ndarray]]:
         digest = file_digest(path)
         with read_raster(path) as raster:
             bands = parse_bands(self.bands_spec, raster.count, path, raster.band_names)
@@ -122,7 +132,7 @@ class ChipReader:
                 ChipIndex.chip_id(digest, c.window, self.model.version + "|" + band_key)
                 for c in chips
             ]
-            existing = self.index.existing_ids(ids)
+            existing = self.index.existing_ids(ids, captioned_only=self.captioned_only)
             self.report.files += 1
             self.report.chips_seen += len(chips)
             self.report.chips_skipped_existing += len(existing)
@@ -136,8 +146,7 @@ class ChipReader:
                     self.report.chips_skipped_nodata += 1
                     self.on_skip(1)
                     continue
-                pixels = self.prepare([rgb])[0] if self.prepare else rgb
-                yield _Item(chip, chip_id, digest, acquired, band_key, pixels)
+                yield _Item(chip, chip_id, digest, acquired, band_key), rgb
 
 
 def count_chips(paths: Sequence[Path], size: int, overlap: int) -> int:
@@ -160,7 +169,7 @@ def ingest(
     size: int = 256,
     overlap: int = 32,
     bands: str | Sequence[int] | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH,
     write_every: int = 512,
     progress: Callable[[int], None] | None = None,
     captioner=None,
@@ -175,7 +184,10 @@ def ingest(
         batch_size: chips per forward pass.
         write_every: rows buffered before an append (one LanceDB version each).
         progress: called with the number of chips done (embedded or skipped) as work advances.
-        captioner: optional model with ``caption_images``; its captions are stored per chip.
+        captioner: optional model with ``caption_images``; its captions are stored per chip,
+            chips already stored without a caption get one, and the caption full-text index is
+            built. A failing captioner leaves the chips uncaptioned (``report.caption_failures``)
+            and never fails the ingest.
     """
     import time
 
@@ -185,67 +197,92 @@ def ingest(
         p.resolve() for p in iter_image_files([Path(p) for p in paths])
     ]  # cwd-independent rows
     tick = progress or (lambda n: None)
+    captioning = captioner is not None
     reader = ChipReader(
-        files, index, model, size=size, overlap=overlap, bands=bands, report=report, on_skip=tick
+        files,
+        index,
+        model,
+        size=size,
+        overlap=overlap,
+        bands=bands,
+        report=report,
+        on_skip=tick,
+        captioned_only=captioning,
     )
-    q: queue.Queue = queue.Queue(maxsize=batch_size * 4)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in reader:
-                q.put(item)
-        except BaseException as exc:  # noqa: BLE001 - surfaced in the consumer
-            q.put(("<reader>", exc))
-        finally:
-            q.put(done)
-
-    thread = threading.Thread(target=produce, name="skylens-ingest-reader", daemon=True)
-    thread.start()
-    batch: list[_Item] = []
     rows: list[dict] = []
-
-    def embed(items: list[_Item]) -> None:
-        if not items:
-            return
-        if reader.prepare is not None and hasattr(model, "encode_pixels"):
-            vectors = model.encode_pixels(np.stack([it.pixels for it in items]))
-        else:
-            vectors = model.encode_images([it.pixels for it in items])
+    for batch in embed_stream(
+        model,
+        reader,
+        batch_size=batch_size,
+        keep_images=captioner is not None,
+        thread_name="skylens-ingest-reader",
+    ):
         captions = (
-            captioner.caption_images([it.pixels for it in items])
-            if captioner
-            else [None] * len(items)
+            _captions(captioner, batch.images, report)
+            if captioner is not None
+            else [None] * len(batch.payloads)
         )
-        for it, vec, cap in zip(items, vectors, captions, strict=True):
+        for it, vec, cap in zip(batch.payloads, batch.vectors, captions, strict=True):
             rows.append(_row(it, vec, cap, model))
-        tick(len(items))
-
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                break
-            if isinstance(item, tuple):
-                path, exc = item
-                if path == "<reader>":
-                    raise exc
-                report.failed.append({"path": path, "error": str(exc)})
-                continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                embed(batch)
-                batch = []
-                if len(rows) >= write_every:
-                    report.chips_added += index.add(rows)
-                    rows = []
-        embed(batch)
-        if rows:
-            report.chips_added += index.add(rows)
-    finally:
-        thread.join(timeout=5)
+        tick(len(batch.payloads))
+        if len(rows) >= write_every:
+            report.chips_added += index.add(rows, fill_captions=captioning)
+            rows = []
+    if rows:
+        report.chips_added += index.add(rows, fill_captions=captioning)
+    if report.chips_captioned:
+        index.build_caption_index()  # no-op when it exists: new rows are searched unindexed
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
+
+
+def check_captioner(model):
+    """``model`` if it can caption chips now, else a clear error before any chip is written.
+
+    Captions one small grey image, so a captioner whose weights are missing fails here, with
+    its own message, instead of leaving a whole ingest uncaptioned.
+
+    Raises:
+        CapabilityError: the model is not a ``Captioner``.
+        ModelError: captioning fails.
+    """
+    from skylens.errors import ModelError
+    from skylens.models.base import Captioner
+
+    if hasattr(model, "require"):
+        model.require(Captioner)
+    try:
+        probe = model.caption_images([np.full((64, 64, 3), 128, np.uint8)])
+    except SkylensError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a backend's own failure, named for the user
+        raise ModelError(f"model '{getattr(model, 'name', model)}' cannot caption: {exc}") from None
+    if not isinstance(probe, (list, tuple)) or len(probe) != 1:
+        raise ModelError(
+            f"model '{getattr(model, 'name', model)}' returned {probe!r} for one image; "
+            "expected a list of one caption"
+        )
+    return model
+
+
+def _captions(captioner, images: list[np.ndarray], report: IngestReport) -> list[str | None]:
+    """One caption (or None) per chip; a failing captioner never stops or corrupts the ingest."""
+    try:
+        caps = captioner.caption_images(images)
+        if not isinstance(caps, (list, tuple)) or len(caps) != len(images):
+            raise ValueError(
+                f"returned {type(caps).__name__} of {len(caps) if hasattr(caps, '__len__') else '?'}"
+                f" items for {len(images)} chips"
+            )
+        caps = [c.strip() if isinstance(c, str) and c.strip() else None for c in caps]
+    except Exception as exc:  # noqa: BLE001 - any captioner failure: store the chips uncaptioned
+        report.caption_failures += len(images)
+        if report.caption_error is None:
+            name = getattr(captioner, "name", type(captioner).__name__)
+            report.caption_error = f"captioner '{name}' failed: {exc}"
+        return [None] * len(images)
+    report.chips_captioned += sum(c is not None for c in caps)
+    return caps
 
 
 def _row(it: _Item, vector: np.ndarray, caption: str | None, model: ImageTextEncoder) -> dict:

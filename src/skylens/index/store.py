@@ -22,6 +22,14 @@ et al., "Product quantization for nearest neighbor search", TPAMI 2011) over 8-b
 vectors. ANN candidates are re-scored with the exact vectors (``refine_factor``), so scores are
 exact cosine similarities either way. ``bench/bench_search.py`` measures latency and recall@10 at
 1M rows and why IVF_SQ is the default rather than IVF_PQ.
+
+Captions. Chips ingested with a captioner carry a caption. ``search(..., text=...)`` then runs a
+hybrid query: the vector search and a full-text (BM25) search of the caption column, fused by
+reciprocal rank (Cormack et al., "Reciprocal rank fusion outperforms Condorcet and individual
+rank learning methods", SIGIR 2009). Both are LanceDB's own features and run offline: Lance's
+native inverted index (``lancedb.index.FTS``, no tantivy) and ``lancedb.rerankers.RRFReranker``.
+Rows added after the full-text index was built are searched unindexed until ``compact`` folds them
+in, so a caption is findable as soon as its row is committed.
 """
 
 from __future__ import annotations
@@ -69,6 +77,8 @@ ANN_REFINE_FACTOR = 5  # re-score k * this candidates with the exact vectors
 ANN_DIMS_PER_SUB_VECTOR = 8  # IVF_PQ only: one byte per 8 dimensions
 
 SEARCH_COLUMNS = ["id", "path", "window", "bounds", "crs", "footprint", "caption", "acquired"]
+HYBRID_CANDIDATES = 4  # each side of a hybrid query returns k * this before fusion
+RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
 
 
 def _lancedb():
@@ -119,6 +129,9 @@ class SearchHit:
         footprint: GeoJSON geometry in EPSG:4326, or None.
         caption: stored caption, if any.
         acquired: acquisition time (UTC, naive), if known.
+        caption_score: BM25 score of the caption against the query text (hybrid search only;
+            None when the caption did not match).
+        fused_score: reciprocal-rank-fusion score that ordered a hybrid search, else None.
     """
 
     id: str
@@ -130,6 +143,8 @@ class SearchHit:
     footprint: dict | None
     caption: str | None
     acquired: datetime | None
+    caption_score: float | None = None
+    fused_score: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (``acquired`` as ISO 8601 text)."""
@@ -425,19 +440,31 @@ class ChipIndex:
         key = f"{source_digest}|{','.join(str(int(v)) for v in window)}|{model_version}"
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
-    def existing_ids(self, ids: Iterable[str]) -> set[str]:
-        """Which of ``ids`` are already stored (for resuming an ingest)."""
+    def existing_ids(self, ids: Iterable[str], *, captioned_only: bool = False) -> set[str]:
+        """Which of ``ids`` are already stored (for resuming an ingest).
+
+        Args:
+            ids: chip ids.
+            captioned_only: count only rows that have a caption (an ingest with a captioner
+                redoes the others to fill their captions, ``add(fill_captions=True)``).
+        """
         wanted = list(dict.fromkeys(str(i) for i in ids))
         found: set[str] = set()
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start : start + ID_CHUNK]
             where = "id IN (" + ",".join(_sql_str(x) for x in chunk) + ")"
+            if captioned_only:
+                where += " AND caption IS NOT NULL"
             rows = self._table.search().where(where).select(["id"]).limit(None).to_arrow()
             found.update(rows.column("id").to_pylist())
         return found
 
-    def add(self, rows: Sequence[dict]) -> int:
+    def add(self, rows: Sequence[dict], *, fill_captions: bool = False) -> int:
         """Insert rows whose id is not stored yet; returns how many were inserted.
+
+        With ``fill_captions``, a row whose id is stored *without* a caption replaces it (same
+        chip, same model version, so the same vector; now with its caption); stored rows that
+        have a caption are never touched.
 
         A row is a dict with ``vector`` (``embed_dim`` floats, L2-normalised), ``path``,
         ``window`` (4 ints) and optionally ``id`` (default ``chip_id(source_digest, window,
@@ -457,7 +484,10 @@ class ChipIndex:
         data = self._rows_to_arrow(rows)
         with self._write_lock():
             self._table.checkout_latest()  # see what another writer committed a moment ago
-            result = self._table.merge_insert("id").when_not_matched_insert_all().execute(data)
+            merge = self._table.merge_insert("id")
+            if fill_captions:
+                merge = merge.when_matched_update_all(where="target.caption IS NULL")
+            result = merge.when_not_matched_insert_all().execute(data)
         added = int(getattr(result, "num_inserted_rows", 0) or 0)
         self._adds_since_compact += 1
         if self._adds_since_compact >= COMPACT_EVERY:
@@ -664,6 +694,31 @@ class ChipIndex:
         self._meta_mtime = self._meta_stamp()
         return True
 
+    # -- caption full-text index ---------------------------------------------------------------
+    def has_caption_index(self) -> bool:
+        """Whether the caption column has a full-text (inverted) index."""
+        return any("caption" in list(i.columns) for i in self._table.list_indices())
+
+    def captioned_count(self) -> int:
+        """Number of chips with a caption."""
+        return int(self._table.count_rows("caption IS NOT NULL"))
+
+    def build_caption_index(self, *, replace: bool = False) -> bool:
+        """Build the full-text (BM25) index of captions, Lance's native one (offline).
+
+        Returns:
+            Whether an index was built (False: it exists and ``replace`` is False, or no chip
+            has a caption).
+        """
+        from lancedb.index import FTS
+
+        if (self.has_caption_index() and not replace) or not self.captioned_count():
+            return False
+        with self._write_lock():
+            self._table.checkout_latest()
+            self._table.create_index("caption", config=FTS(with_position=False), replace=True)
+        return True
+
     # -- reading ------------------------------------------------------------------------------
     def get(self, chip_id: str) -> dict | None:
         """The stored row (id, path, window, bands) of one chip, or None."""
@@ -693,8 +748,13 @@ class ChipIndex:
         exact: bool | None = None,
         nprobes: int | None = None,
         refine_factor: int | None = None,
+        text: str | None = None,
     ) -> list[SearchHit]:
         """The ``k`` chips nearest to ``vector`` by cosine similarity, best first.
+
+        With ``text``, a hybrid search: vector hits and caption full-text (BM25) hits, fused by
+        reciprocal rank; ``score`` stays the exact cosine similarity, ``caption_score`` and
+        ``fused_score`` say how the caption matched and the order.
 
         Args:
             vector: query embedding (``embed_dim`` floats; normalised here).
@@ -708,10 +768,13 @@ class ChipIndex:
                 (``IndexMismatchError``) when it is not the index's.
             exact: True forces brute force; default uses the ANN index when there is one.
             nprobes, refine_factor: ANN search effort (default: recorded at ``build_ann``).
+            text: words to match against stored captions (hybrid search). The first such
+                query builds the caption index if ingest did not.
 
         Raises:
             IndexMismatchError: the query comes from another model version.
-            InputError: wrong vector size, bad k, bbox or time range.
+            InputError: wrong vector size, bad k, bbox or time range; ``text`` on an index
+                without captions.
         """
         if query_model_version is not None and query_model_version != self.model_version:
             self.check_model("query model", query_model_version)
@@ -728,6 +791,10 @@ class ChipIndex:
             raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
         where = self._where(bbox, time_range, source)
         self._reload_meta_if_changed()
+        if text is not None and text.strip():
+            return self._query_hybrid(
+                v / norm, text.strip(), int(k), where, exact, nprobes, refine_factor
+            )
         hits = self._query(v / norm, int(k), where, exact, nprobes, refine_factor)
         if where and not exact and len(hits) < k and self.has_ann():
             # a selective filter can leave too few candidates in the probed cells: go exact
@@ -809,6 +876,66 @@ class ChipIndex:
             )
         return hits
 
+    def _query_hybrid(
+        self,
+        v: np.ndarray,
+        text: str,
+        k: int,
+        where: str | None,
+        exact: bool | None,
+        nprobes: int | None,
+        refine_factor: int | None,
+    ) -> list[SearchHit]:
+        from lancedb.rerankers import RRFReranker
+
+        if not self.has_caption_index():
+            if not self.captioned_count():
+                raise InputError(
+                    f"{self._directory}: no chip has a caption, so captions cannot be matched; "
+                    "build the index with `skylens index --caption`"
+                )
+            self.build_caption_index()
+        ann = self.meta.get("ann") or {}
+        q = (
+            self._table.search(
+                query_type="hybrid", vector_column_name="vector", fts_columns="caption"
+            )
+            .vector(v)
+            .text(text)
+            .distance_type("cosine")
+            .limit(k * HYBRID_CANDIDATES)
+        )
+        if where:
+            q = q.where(where, prefilter=True)
+        if exact:
+            q = q.bypass_vector_index()
+        elif self.has_ann():
+            q = q.nprobes(int(nprobes or ann.get("nprobes") or self.ann_params()["nprobes"]))
+            q = q.refine_factor(int(refine_factor or ann.get("refine_factor", ANN_REFINE_FACTOR)))
+        q = q.rerank(RRFReranker(K=RRF_K, return_score="all"))
+        rows = q.select([*SEARCH_COLUMNS, "vector"]).to_arrow().to_pylist()
+        hits = []
+        for r in rows[:k]:
+            vec = np.asarray(r["vector"], np.float32)
+            cos = float(vec @ v / max(float(np.linalg.norm(vec)), 1e-12))
+            bm25 = r.get("_score")
+            hits.append(
+                SearchHit(
+                    id=r["id"],
+                    score=round(float(np.clip(cos, -1.0, 1.0)), 6),
+                    path=r["path"],
+                    window=list(r["window"]) if r["window"] is not None else [],
+                    bounds=list(r["bounds"]) if r["bounds"] is not None else None,
+                    crs=r["crs"],
+                    footprint=json.loads(r["footprint"]) if r["footprint"] else None,
+                    caption=r["caption"],
+                    acquired=r["acquired"],
+                    caption_score=None if bm25 is None else round(float(bm25), 6),
+                    fused_score=round(float(r["_relevance_score"]), 6),
+                )
+            )
+        return hits
+
     def stats(self) -> dict:
         """What the index holds: rows, distinct sources, model, ANN state, size on disk (bytes)."""
         import pyarrow.compute as pc
@@ -824,6 +951,8 @@ class ChipIndex:
             "model_version": self.model_version,
             "embed_dim": self.embed_dim,
             "has_ann": self.has_ann(),
+            "captioned": self.captioned_count(),
+            "has_caption_index": self.has_caption_index(),
             "ann": self.meta.get("ann"),
             "fragments": int(table["fragment_stats"]["num_fragments"]),
             "version": int(self._table.version),

@@ -16,6 +16,11 @@ each of up to ``CALIBRATION_CHIPS`` BEFORE chips against its mirror image (a dih
 that keeps the content), i.e. how much the encoder moves when nothing on the ground did. The last
 is float32 rounding. Pass ``threshold=`` to override.
 
+The rule assumes most of the scene did not change. When the median chip score is itself far
+above the model's noise (``UNIFORM_FACTOR`` times the mirror-pair p95), every chip changed alike
+(season, illumination, another scene): the outlier rule then finds no region, and the result
+says so explicitly (``uniform_change``, a warning, and the caption) instead of "no change".
+
 Changed chips are merged into regions (4-connected on the chip grid). Each region carries a
 GeoJSON MultiPolygon in EPSG:4326 (RFC 7946) made of non-overlapping rectangles that together
 cover exactly the union of its chips, its area in m², its share of the compared scene, a compass
@@ -23,6 +28,11 @@ location of its centroid (rows taken as north-up) and the zero-shot land-cover c
 chips before and after (mean chip embedding against ``model.text_classifier`` weights). A
 caption is composed from that evidence only; ``ChangeSession.ask`` answers follow-up questions of
 the kinds DeltaVLM's ChangeChat covers from the same evidence and cites region ids.
+
+With a language model (a ``TextGenerator``, ``llm=``), the structured caption is rephrased by it
+from the same evidence (the structured caption is kept beside it), and open follow-up questions
+are answered by it from the evidence, citing regions as ``[region N]``; without one they get
+"cannot answer with this model" and the reason.
 """
 
 from __future__ import annotations
@@ -39,9 +49,10 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from skylens.errors import BandError, GeoError, InputError
+from skylens.errors import BandError, GeoError, InputError, SkylensError
 from skylens.imagery import Raster, parse_bands, read_chip, read_raster, tile, window_geometry
-from skylens.models.base import ImageTextEncoder, l2_normalize
+from skylens.index.embed import embed_images, embed_stream
+from skylens.models.base import ImageTextEncoder, TextGenerator, l2_normalize
 
 #: Land-cover words for the before -> after class of a region (zero-shot, prompt-ensembled).
 LAND_COVER_LABELS: tuple[str, ...] = (
@@ -67,13 +78,22 @@ LAND_COVER_LABELS: tuple[str, ...] = (
     "wetland",
 )
 
-BATCH = 64  # chips per encode_images call
 MIN_VALID = 0.5  # a chip pair is compared only when both dates have >= this fraction of data
 ROBUST_K = 3.5  # modified z-score cut-off (Iglewicz & Hoaglin 1993)
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution -> its standard deviation
 NOISE_QUANTILE = 95.0  # percentile of the mirror-pair scores taken as the model's noise
 CALIBRATION_CHIPS = 64  # BEFORE chips encoded mirrored for the noise estimate
 FLOAT_FLOOR = 1e-4  # float32 rounding of unit vectors: below this two embeddings are equal
+# median chip score above this many times the mirror-noise level (p95): the whole scene changed
+# alike. An unchanged pair's median sits below its noise p95 by definition; on the UCM mosaics
+# (bench/results/change_localize.json) the default model's noise p95 was 0.05-0.08 and truly
+# changed tiles scored 0.52-1.04, so 3x the noise separates "most chips changed" from noise.
+UNIFORM_FACTOR = 3.0
+LLM_MAX_TOKENS = 200  # rephrased caption / open answer length cap (tokens)
+UNIFORM_WARNING = (
+    "the whole scene changed alike (e.g. season, illumination, or a different scene): "
+    "per-chip change cannot separate regions"
+)
 COMPASS = (
     ("north-west", "north", "north-east"),
     ("west", "centre", "east"),
@@ -141,6 +161,12 @@ class ChangeResult:
         warnings: things the user must know (alignment assumed, reprojection, skipped chips).
         scene_pixels: compared pixels (on BEFORE's grid).
         scene_area_m2: their ground area, or None.
+        image_size: (width, height) of BEFORE in pixels.
+        uniform_change: the median chip score is far above the model's noise: the whole scene
+            changed alike, so per-chip change cannot separate regions (see the warnings).
+        caption_structured: the caption built from the evidence; ``caption`` is the same unless
+            a language model rephrased it.
+        caption_model: name of the language model that rephrased ``caption``, or None.
     """
 
     before: str
@@ -161,6 +187,9 @@ class ChangeResult:
     scene_pixels: int = 0
     scene_area_m2: float | None = None
     image_size: tuple[int, int] = (0, 0)  # (width, height) of BEFORE in pixels
+    uniform_change: bool = False
+    caption_structured: str = ""
+    caption_model: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -186,6 +215,9 @@ class ChangeResult:
             "scene_pixels": self.scene_pixels,
             "scene_area_m2": self.scene_area_m2,
             "caption": self.caption,
+            "caption_structured": self.caption_structured or self.caption,
+            "caption_model": self.caption_model,
+            "uniform_change": self.uniform_change,
             "warnings": list(self.warnings),
             "regions": [r.to_dict() for r in self.regions],
             "scores": scores,
@@ -206,7 +238,10 @@ class ChangeResult:
                 "before": self.before,
                 "after": self.after,
                 "caption": self.caption,
+                "caption_structured": self.caption_structured or self.caption,
+                "caption_model": self.caption_model,
                 "threshold": self.threshold,
+                "uniform_change": self.uniform_change,
                 "warnings": list(self.warnings),
             },
         }
@@ -218,15 +253,81 @@ class ChangeResult:
             path: output PNG.
             max_side: longer side of the picture in pixels.
         """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.change_map(max_side=max_side).save(path)
+        return path
+
+    def change_map(self, *, max_side: int = 1024):
+        """The change map as a PIL image (see ``write_png``)."""
         from skylens.tasks.common import load_scene_rgb
 
         base = load_scene_rgb(self.before, max_side=max_side)
-        peak = max(2.0 * self.threshold, float(np.nanmax(self.scores, initial=0.0)), 1e-6)
+        finite = self.scores[np.isfinite(self.scores)]
+        peak = max(2.0 * self.threshold, float(finite.max()) if finite.size else 0.0, 1e-6)
         strength = np.where(np.isfinite(self.scores), self.scores / peak, np.nan)
         changed = {c for r in self.regions for c in r.chips}
-        return write_heatmap_png(
-            path, base, self.image_size, self.windows, strength, outlined=changed
+        return heatmap_image(base, self.image_size, self.windows, strength, outlined=changed)
+
+    def to_html(self, *, answer: Answer | None = None, max_side: int = 512) -> str:
+        """One self-contained HTML report: pictures inlined as base64 PNG, no outside resources.
+
+        Holds BEFORE, AFTER and the change map, the caption (and the structured one when a
+        language model rephrased it), the warnings, a table of regions (area m², share,
+        place, before -> after class, score) and, when given, a follow-up answer.
+        """
+        from skylens.tasks.common import load_scene_rgb
+        from skylens.tasks.html_report import esc, html_page, png_data_uri
+
+        pictures = [
+            ("before", load_scene_rgb(self.before, max_side=max_side)),
+            ("after", load_scene_rgb(self.after, max_side=max_side)),
+            ("change score (red), changed chips outlined", self.change_map(max_side=max_side)),
+        ]
+        figs = "".join(
+            f'<figure><img alt="{esc(t)}" src="{png_data_uri(im)}"><figcaption>{esc(t)}'
+            "</figcaption></figure>"
+            for t, im in pictures
         )
+        body = [f"<p class=caption>{esc(self.caption)}</p>"]
+        if self.caption_model:
+            body.append(
+                f"<p class=note>rephrased by {esc(self.caption_model)}; structured caption: "
+                f"{esc(self.caption_structured)}</p>"
+            )
+        if self.warnings:
+            body.append(
+                "<ul class=warnings>"
+                + "".join(f"<li>warning: {esc(w)}</li>" for w in self.warnings)
+                + "</ul>"
+            )
+        body.append(f'<div class="figs">{figs}</div>')
+        rows = "".join(
+            f"<tr><td>{g.id}</td><td>{esc(_area_m2_text(g))}</td><td>{100 * g.share:.1f}%</td>"
+            f"<td>{esc(g.location)}</td><td>{esc(g.class_before)} &rarr; {esc(g.class_after)}"
+            f"</td><td>{g.score:.3f}</td><td>{len(g.chips)}</td></tr>"
+            for g in self.regions
+        )
+        if self.regions:
+            body.append(
+                "<table><thead><tr><th>region</th><th>area</th><th>share</th><th>where</th>"
+                "<th>before &rarr; after</th><th>score</th><th>chips</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>"
+            )
+        else:
+            body.append("<p>No changed region.</p>")
+        if answer is not None:
+            body.append(
+                f"<p class=qa><b>Q:</b> {esc(answer.question)}<br><b>A:</b> {esc(answer.text)}</p>"
+            )
+        facts = (
+            f"{self.chips_compared} chips of {self.tile} px compared, "
+            f"{self.chips_skipped_nodata} skipped (nodata); threshold {self.threshold:.4g} "
+            f"({self.threshold_method.get('method', '')}); CRS {self.crs or 'none'}"
+        )
+        body.append(f"<p class=note>{esc(facts)}</p>")
+        title = f"Change: {Path(self.before).name} -> {Path(self.after).name}"
+        return html_page(title, "".join(body))
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -242,6 +343,7 @@ def change(
     assume_aligned: bool = False,
     threshold: float | None = None,
     labels: Sequence[str] = LAND_COVER_LABELS,
+    llm: TextGenerator | str | None = None,
 ) -> ChangeResult:
     """Compare two rasters of one place chip by chip.
 
@@ -255,6 +357,9 @@ def change(
             so in ``warnings``).
         threshold: change-score cut-off; None calibrates it (see the module docstring).
         labels: land-cover names for the before -> after classes of regions.
+        llm: a ``TextGenerator`` (or its name for ``skylens.load``) that rephrases the caption
+            from the structured evidence; ``caption_structured`` keeps the original. If it
+            fails, the structured caption stays and ``warnings`` says why.
 
     Raises:
         GeoError: the rasters do not overlap, or one lacks a CRS without ``assume_aligned``, or
@@ -263,18 +368,102 @@ def change(
         InputError: a tile larger than the scene, or bad arguments.
     """
     encoder = _as_encoder(model)
+    generator = as_text_generator(llm) if llm is not None else None
     warnings: list[str] = []
     with read_raster(before_path) as before, read_raster(after_path) as after_src:
         band_b, band_a = _check_bands(before, after_src, bands)
         _check_tile(before, tile, "tile")
         after = _align(before, after_src, assume_aligned, warnings)
         try:
-            return _compare(
+            result = _compare(
                 encoder, before, after, band_b, band_a, tile, threshold, labels, warnings
             )
         finally:
             if after is not after_src:
                 after.close()
+    if generator is not None:
+        rephrase_caption(result, generator)
+    return result
+
+
+def as_text_generator(llm: TextGenerator | str) -> TextGenerator:
+    """A ``TextGenerator`` from a model or a model name (``skylens.load``).
+
+    Raises:
+        CapabilityError: the model cannot generate text.
+        ModelError: no such model.
+    """
+    if isinstance(llm, str):
+        from skylens.models.base import load
+
+        llm = load(llm)
+    if hasattr(llm, "require"):
+        llm.require(TextGenerator)
+    elif not callable(getattr(llm, "generate", None)):
+        raise InputError(f"llm {llm!r} has no generate(messages) method")
+    return llm
+
+
+_REPHRASE_SYSTEM = (
+    "You write for people who look at satellite or aerial images. Rewrite the structured "
+    "change-detection evidence below as one or two plain sentences. Use only facts in the "
+    "evidence; keep its numbers, places and classes; add nothing; cite regions as [region N]."
+)
+_ANSWER_SYSTEM = (
+    "You answer questions about what changed between two images of one place, using only the "
+    "structured change-detection evidence given. Cite the regions your answer rests on as "
+    "[region N]. If the evidence does not answer the question, say so plainly."
+)
+
+
+def change_evidence(result: ChangeResult) -> str:
+    """The structured evidence of a result as plain text lines (the language model's input)."""
+    lines = [
+        f"before image: {Path(result.before).name}; after image: {Path(result.after).name}",
+        f"chips compared: {result.chips_compared} of {result.tile} px "
+        f"(skipped for nodata: {result.chips_skipped_nodata})",
+        f"change threshold: {result.threshold:.4g} ({result.threshold_method.get('method')})",
+        f"changed regions: {len(result.regions)}, {_pct(result.changed_share)} of the scene"
+        + (f", {_area_total(result)}" if result.regions else ""),
+    ]
+    if result.scene_area_m2:
+        lines.append(f"scene area: {_fmt_area(result.scene_area_m2)}")
+    for g in result.regions:
+        where = f"in the {g.location}"
+        if g.geometry:
+            where += f" ({_short_bbox(g.geometry)})"
+        lines.append(
+            f"[region {g.id}] {g.class_before} -> {g.class_after}, {where}, area {_area(g)}, "
+            f"{_pct(g.share)} of the scene, {len(g.chips)} chips, mean change score {g.score:.3f}"
+        )
+    for w in result.warnings:
+        lines.append(f"warning: {w}")
+    lines.append(f"structured caption: {result.caption_structured or result.caption}")
+    return "\n".join(lines)
+
+
+def rephrase_caption(result: ChangeResult, llm: TextGenerator) -> ChangeResult:
+    """Let ``llm`` rephrase ``result.caption`` from the evidence (in place; returns ``result``).
+
+    The structured caption stays in ``caption_structured``. A failing or empty reply keeps the
+    structured caption and adds a warning.
+    """
+    result.caption_structured = result.caption_structured or result.caption
+    messages = [
+        {"role": "system", "content": _REPHRASE_SYSTEM},
+        {"role": "user", "content": "Evidence:\n" + change_evidence(result)},
+    ]
+    name = getattr(llm, "name", type(llm).__name__)
+    try:
+        text = str(llm.generate(messages, max_tokens=LLM_MAX_TOKENS, temperature=0.0)).strip()
+    except (SkylensError, OSError) as exc:  # typed backend errors, unreachable servers
+        result.warnings.append(f"language model '{name}' failed ({exc}); structured caption kept")
+        return result
+    if not text:
+        result.warnings.append(f"language model '{name}' returned nothing; structured caption kept")
+        return result
+    result.caption, result.caption_model = text, name
+    return result
 
 
 @dataclass
@@ -286,8 +475,11 @@ class Answer:
         kind: the question kind understood ('changed', 'count', 'area', 'where', 'before',
             'after') or 'unsupported'.
         text: the answer.
-        region_ids: the regions the answer rests on.
+        region_ids: the regions the answer rests on (open questions: those the language model
+            cited as ``[region N]``, or all regions when it cited none).
         supported: False when this model cannot answer the question.
+        answered_by: 'evidence' (rules over the structured result) or the language model's
+            name (open questions).
     """
 
     question: str
@@ -295,6 +487,7 @@ class Answer:
     text: str
     region_ids: list[int]
     supported: bool = True
+    answered_by: str = "evidence"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -313,12 +506,22 @@ class ChangeSession:
         before: str | Path,
         after: str | Path,
         model: ImageTextEncoder | str,
+        *,
+        llm: TextGenerator | str | None = None,
         **options: object,
     ) -> None:
-        self.result = change(before, after, model, **options)
+        """Analyse the pair (``change``'s options) once.
+
+        Args:
+            llm: a ``TextGenerator`` or its name: rephrases the caption and answers open
+                questions from the evidence.
+        """
+        self.llm = as_text_generator(llm) if llm is not None else None
+        self.result = change(before, after, model, llm=self.llm, **options)
 
     def ask(self, question: str) -> Answer:
-        """Answer a question about the change; open questions are refused with the reason.
+        """Answer a question about the change; open questions go to the language model, or
+        are refused with the reason when there is none.
 
         Raises:
             InputError: an empty question.
@@ -330,15 +533,19 @@ class ChangeSession:
         r = self.result
         ids = [g.id for g in r.regions]
         if kind == "unsupported":
+            if self.llm is not None:
+                return self._ask_llm(q)
             return Answer(
                 q,
                 kind,
                 "cannot answer with this model: it answers whether, how many, how much, where, "
                 "and what was there before / is there now; open questions need a language "
-                "backend and none is configured",
+                "backend (--llm NAME) and none is configured",
                 [],
                 supported=False,
             )
+        if r.uniform_change and not r.regions:
+            return Answer(q, kind, f"No region can be singled out: {r.caption}", [])
         if not r.regions:
             text = {
                 "changed": "No.",
@@ -366,6 +573,43 @@ class ChangeSession:
         else:  # after
             text = "; ".join(f"{g.class_after} {cite(g)}" for g in r.regions)
         return Answer(q, kind, text, ids)
+
+    def _ask_llm(self, question: str) -> Answer:
+        """An open question answered by the language model from the structured evidence."""
+        r = self.result
+        messages = [
+            {"role": "system", "content": _ANSWER_SYSTEM},
+            {
+                "role": "user",
+                "content": f"Evidence:\n{change_evidence(r)}\n\nQuestion: {question}",
+            },
+        ]
+        name = getattr(self.llm, "name", type(self.llm).__name__)
+        try:
+            text = str(
+                self.llm.generate(messages, max_tokens=LLM_MAX_TOKENS, temperature=0.0)
+            ).strip()
+        except (SkylensError, OSError) as exc:  # typed backend errors, unreachable servers
+            return Answer(
+                question,
+                "open",
+                f"cannot answer with this model: the language model '{name}' failed ({exc})",
+                [],
+                supported=False,
+                answered_by=name,
+            )
+        known = {g.id for g in r.regions}
+        cited = [
+            i for i in dict.fromkeys(map(int, re.findall(r"\[region (\d+)\]", text))) if i in known
+        ]
+        return Answer(
+            question,
+            "open",
+            text or "(the language model gave no answer)",
+            cited or sorted(known),
+            supported=bool(text),
+            answered_by=name,
+        )
 
 
 # -- alignment ----------------------------------------------------------------------------------
@@ -487,17 +731,6 @@ def _fmt_bounds(b: Sequence[float]) -> str:
 # -- comparison ---------------------------------------------------------------------------------
 
 
-def encode_batched(model: ImageTextEncoder, images: Sequence[np.ndarray]) -> np.ndarray:
-    """Embeddings of RGB uint8 images, ``BATCH`` at a time -> (N, D) float32 unit rows."""
-    out = [
-        np.asarray(model.encode_images(images[i : i + BATCH]), np.float32)
-        for i in range(0, len(images), BATCH)
-    ]
-    if not out:
-        return np.zeros((0, getattr(model, "embed_dim", 1)), np.float32)
-    return l2_normalize(np.concatenate(out))
-
-
 def _compare(
     model: ImageTextEncoder,
     before: Raster,
@@ -515,51 +748,44 @@ def _compare(
     row_ix = {v: i for i, v in enumerate(rows)}
     col_ix = {v: i for i, v in enumerate(cols)}
     grid = [[(0, 0, 0, 0)] * len(cols) for _ in rows]
+    for chip in chips:
+        grid[row_ix[chip.window[1]]][col_ix[chip.window[0]]] = chip.window
     # chips whose BEFORE image also serves the noise calibration, spread over the scene
     calib_at = set(
         np.linspace(0, len(chips) - 1, min(CALIBRATION_CHIPS, len(chips))).astype(int).tolist()
     )
     calib_imgs: list[np.ndarray] = []
     keep: list[tuple[int, int]] = []
-    parts_b: list[np.ndarray] = []
-    parts_a: list[np.ndarray] = []
-    pending_b: list[np.ndarray] = []
-    pending_a: list[np.ndarray] = []
     skipped = 0
 
-    def flush() -> None:  # embed a batch and drop its pixels: memory stays one batch deep
-        if pending_b:
-            parts_b.append(encode_batched(model, pending_b))
-            parts_a.append(encode_batched(model, pending_a))
-            pending_b.clear()
-            pending_a.clear()
+    def pairs():  # runs on the reader thread of embed_stream: windowed reads of both dates
+        nonlocal skipped
+        for k, chip in enumerate(chips):
+            rgb_b, _ = read_chip(before, chip, bands=band_b, min_valid=MIN_VALID)
+            rgb_a = None
+            if rgb_b is not None:
+                rgb_a, _ = read_chip(after, chip, bands=band_a, min_valid=MIN_VALID)
+            if rgb_b is None or rgb_a is None:
+                skipped += 1
+                continue
+            slot = len(keep)
+            keep.append((row_ix[chip.window[1]], col_ix[chip.window[0]]))
+            if k in calib_at:
+                calib_imgs.append(rgb_b)
+            yield (slot, 0), rgb_b
+            yield (slot, 1), rgb_a
 
-    for k, chip in enumerate(chips):
-        gi, gj = row_ix[chip.window[1]], col_ix[chip.window[0]]
-        grid[gi][gj] = chip.window
-        rgb_b, _ = read_chip(before, chip, bands=band_b, min_valid=MIN_VALID)
-        rgb_a = None
-        if rgb_b is not None:
-            rgb_a, _ = read_chip(after, chip, bands=band_a, min_valid=MIN_VALID)
-        if rgb_b is None or rgb_a is None:
-            skipped += 1
-            continue
-        keep.append((gi, gj))
-        pending_b.append(rgb_b)
-        pending_a.append(rgb_a)
-        if k in calib_at:
-            calib_imgs.append(rgb_b)
-        if len(pending_b) >= BATCH:
-            flush()
-    flush()
+    dim = getattr(model, "embed_dim", 1)
+    emb = np.zeros((2, len(chips), dim), np.float32)
+    for batch in embed_stream(model, pairs(), thread_name="skylens-change-reader"):
+        slots, sides = np.array(batch.payloads, np.int64).reshape(-1, 2).T
+        emb[sides, slots] = batch.vectors
     if skipped:
         warnings.append(
             f"{skipped} of {len(chips)} chips skipped: under {MIN_VALID:.0%} valid pixels "
             "(nodata) in one of the dates"
         )
-    dim = getattr(model, "embed_dim", 1)
-    emb_b = np.concatenate(parts_b) if parts_b else np.zeros((0, dim), np.float32)
-    emb_a = np.concatenate(parts_a) if parts_a else np.zeros((0, dim), np.float32)
+    emb_b, emb_a = emb[0, : len(keep)], emb[1, : len(keep)]
     scores = np.full((len(rows), len(cols)), np.nan, np.float32)
     chip_scores = 1.0 - np.sum(emb_b * emb_a, axis=1) if keep else np.zeros(0, np.float32)
     for (gi, gj), s in zip(keep, chip_scores, strict=True):
@@ -569,6 +795,17 @@ def _compare(
         method: dict = {"method": "given", "value": thr}
     else:
         thr, method = calibrate_threshold(model, chip_scores, calib_imgs)
+    uniform = False
+    if threshold is None and len(chip_scores):
+        med = float(np.median(chip_scores))
+        noise = max(float(method.get("mirror_noise_p95") or 0.0), FLOAT_FLOOR)
+        uniform = med > UNIFORM_FACTOR * noise
+        method["median_over_noise"] = round(med / noise, 2)
+        if uniform:
+            warnings.append(
+                f"{UNIFORM_WARNING} (median chip score {med:.3g} is {med / noise:.0f}x the "
+                "model's noise)"
+            )
     changed = np.isfinite(scores) & (scores > thr)
     image_size = (before.width, before.height)
     scene_px = _union_pixels([grid[i][j] for i, j in keep])
@@ -596,8 +833,9 @@ def _compare(
         scene_pixels=scene_px,
         scene_area_m2=None if pixel_area is None else round(scene_px * pixel_area, 2),
         image_size=image_size,
+        uniform_change=uniform,
     )
-    result.caption = change_caption(result)
+    result.caption = result.caption_structured = change_caption(result)
     return result
 
 
@@ -625,7 +863,7 @@ def calibrate_threshold(
         )
         orig = [images[i] for i in pick]
         mirrored = [np.ascontiguousarray(im[:, ::-1]) for im in orig]
-        sims = np.sum(encode_batched(model, orig) * encode_batched(model, mirrored), axis=1)
+        sims = np.sum(embed_images(model, orig) * embed_images(model, mirrored), axis=1)
         noise = float(np.percentile(1.0 - sims, NOISE_QUANTILE))
     thr = max(robust, noise, FLOAT_FLOOR)
     method = {
@@ -787,6 +1025,12 @@ def _area_total(r: ChangeResult) -> str:
     return _fmt_area(sum(g.area_m2 for g in r.regions))
 
 
+def _area_m2_text(g: ChangeRegion) -> str:
+    if g.area_m2 is None:
+        return f"{g.pixels:,} px"
+    return f"{g.area_m2:,.0f} m²"
+
+
 def _fmt_area(m2: float) -> str:
     if m2 >= 1e6:
         return f"{m2 / 1e6:.2f} km²"
@@ -803,6 +1047,11 @@ def _short_bbox(geom: dict) -> str:
 
 def change_caption(result: ChangeResult) -> str:
     """A one-sentence summary composed only from the result's regions."""
+    if result.uniform_change and not result.regions:
+        return (
+            f"No region stands out: {UNIFORM_WARNING} ({result.chips_compared} chips compared, "
+            f"median change score {result.threshold_method.get('median', float('nan')):.3g})."
+        )
     if not result.regions:
         return (
             f"No change detected: no chip scored above the calibrated threshold "
@@ -817,10 +1066,16 @@ def change_caption(result: ChangeResult) -> str:
         )
         parts.append(f"{what} in the {g.location} ({_area(g)})")
     more = f"; and {len(result.regions) - 5} more" if len(result.regions) > 5 else ""
+    alike = (
+        " (the whole scene also changed alike, so these are only the chips that changed most)"
+        if result.uniform_change
+        else ""
+    )
     return (
         f"{_count(len(result.regions))} changed, {_pct(result.changed_share)} of the scene: "
         + "; ".join(parts)
         + more
+        + alike
         + "."
     )
 
@@ -854,10 +1109,24 @@ def write_heatmap_png(
     *,
     outlined: set[tuple[int, int]] | None = None,
 ) -> Path:
-    """Blend a per-chip heat (0..1, NaN = none) in red over an RGB picture of the scene.
+    """Write ``heatmap_image`` to the PNG ``path`` (parents created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    heatmap_image(base, image_size, windows, strength, outlined=outlined).save(path)
+    return path
+
+
+def heatmap_image(
+    base: np.ndarray,
+    image_size: tuple[int, int],
+    windows: list[list[tuple[int, int, int, int]]],
+    strength: np.ndarray,
+    *,
+    outlined: set[tuple[int, int]] | None = None,
+):
+    """Blend a per-chip heat (0..1, NaN = none) in red over an RGB picture -> PIL image.
 
     Args:
-        path: output PNG.
         base: HxWx3 uint8 view of the scene (may be decimated).
         image_size: (width, height) of the scene in pixels, to scale windows onto ``base``.
         windows: grid of pixel windows (rows x cols).
@@ -887,7 +1156,4 @@ def write_heatmap_png(
         draw.rectangle(
             [c * sx, r * sy, (c + ww) * sx - 1, (r + hh) * sy - 1], outline=(255, 255, 0), width=2
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    return img

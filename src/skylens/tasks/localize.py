@@ -2,7 +2,8 @@
 
 A sliding window (``tile`` px, every ``stride`` px) runs over the scene through windowed reads,
 so a 20,000 x 20,000 GeoTIFF costs its chips, never the whole image in memory. Each chip is
-embedded (``encode_images``, in batches) and scored by its cosine similarity to the phrase's
+embedded through the shared batched path (``skylens.index.embed.embed_stream``: reads on a
+reader thread, full batches through the model) and scored by its cosine similarity to the phrase's
 embedding, the retrieval-as-localization approach of GeoRSCLIP's semantic localization task
 (Zhang et al., "RS5M and GeoRSCLIP", 2023). Scores are also given relative to the scene mean
 (``score - mean``), which removes the phrase's overall bias and makes heatmaps comparable.
@@ -24,8 +25,9 @@ import numpy as np
 from skylens.errors import InputError
 from skylens.imagery import parse_bands, read_chip, read_raster, window_geometry, window_starts
 from skylens.imagery import tile as tile_scene
+from skylens.index.embed import embed_stream
 from skylens.models.base import ImageTextEncoder, l2_normalize
-from skylens.tasks.change import BATCH, _as_encoder, _check_tile, encode_batched, write_heatmap_png
+from skylens.tasks.change import _as_encoder, _check_tile, heatmap_image
 
 MIN_VALID = 0.5  # chips with less valid (non-nodata) pixels are skipped
 
@@ -135,6 +137,13 @@ class LocalizeResult:
     def write_png(self, path: str | Path, *, max_side: int = 1024) -> Path:
         """Heatmap (scores min-max scaled over the scene) in red over the scene, best regions
         outlined in yellow."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.heatmap_image(max_side=max_side).save(path)
+        return path
+
+    def heatmap_image(self, *, max_side: int = 1024):
+        """The heatmap overlay as a PIL image (see ``write_png``)."""
         from skylens.tasks.common import load_scene_rgb
 
         base = load_scene_rgb(self.scene, max_side=max_side)
@@ -142,14 +151,50 @@ class LocalizeResult:
         lo, hi = (np.nanmin(h), np.nanmax(h)) if np.isfinite(h).any() else (0.0, 1.0)
         strength = (h - lo) / max(hi - lo, 1e-6)
         windows = [[(c, r, *_size(self, c, r)) for c in self.col_starts] for r in self.row_starts]
-        return write_heatmap_png(
-            path,
+        return heatmap_image(
             base,
             self.image_size,
             windows,
             strength,
             outlined={g.cell for g in self.regions},
         )
+
+    def to_html(self, *, max_side: int = 512) -> str:
+        """One self-contained HTML report: heatmap overlay inlined as base64 PNG, the table of
+        best regions (score, window, centre lon/lat) and the warnings; no outside resources."""
+        from skylens.tasks.html_report import esc, html_page, png_data_uri
+
+        body = [
+            f"<p class=caption>{esc(self.phrase)}: {self.chips_scored} windows of {self.tile} px "
+            f"(stride {self.stride}) scored, mean score {self.mean_score:.4f}</p>"
+        ]
+        if self.warnings:
+            body.append(
+                "<ul class=warnings>"
+                + "".join(f"<li>warning: {esc(w)}</li>" for w in self.warnings)
+                + "</ul>"
+            )
+        img = png_data_uri(self.heatmap_image(max_side=max_side))
+        body.append(
+            f'<div class="figs"><figure><img alt="heatmap" src="{img}"><figcaption>score '
+            "(red, min-max over the scene), best regions outlined</figcaption></figure></div>"
+        )
+        rows = []
+        for r in self.regions:
+            centre = ""
+            if r.geometry:
+                pts = r.geometry["coordinates"][0][:4]
+                centre = f"{sum(p[0] for p in pts) / 4:.6f}, {sum(p[1] for p in pts) / 4:.6f}"
+            rows.append(
+                f"<tr><td>{r.rank}</td><td>{r.score:.4f}</td><td>{r.relative:+.4f}</td>"
+                f"<td>{esc(r.window)}</td><td>{esc(centre)}</td></tr>"
+            )
+        body.append(
+            "<table><thead><tr><th>rank</th><th>score</th><th>relative</th>"
+            "<th>window (col, row, w, h)</th><th>centre lon, lat</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+        return html_page(f"Localize '{self.phrase}' in {Path(self.scene).name}", "".join(body))
 
 
 def _size(res: LocalizeResult, col: int, row: int) -> tuple[int, int]:
@@ -203,25 +248,18 @@ def localize(
         col_ix = {v: i for i, v in enumerate(col_starts)}
         heat = np.full((len(row_starts), len(col_starts)), np.nan, np.float32)
         skipped = 0
-        batch: list[tuple[int, int]] = []
-        images: list[np.ndarray] = []
 
-        def flush() -> None:
-            if images:
-                heat[tuple(np.array(batch).T)] = encode_batched(encoder, images) @ query
-                batch.clear()
-                images.clear()
+        def windows():  # runs on the reader thread of embed_stream
+            nonlocal skipped
+            for chip in tile_scene(raster, tile, tile - stride):
+                rgb, _ = read_chip(raster, chip, bands=band_list, min_valid=MIN_VALID)
+                if rgb is None:
+                    skipped += 1
+                    continue
+                yield (row_ix[chip.window[1]], col_ix[chip.window[0]]), rgb
 
-        for chip in tile_scene(raster, tile, tile - stride):
-            rgb, _ = read_chip(raster, chip, bands=band_list, min_valid=MIN_VALID)
-            if rgb is None:
-                skipped += 1
-                continue
-            batch.append((row_ix[chip.window[1]], col_ix[chip.window[0]]))
-            images.append(rgb)
-            if len(images) >= BATCH:
-                flush()
-        flush()
+        for batch in embed_stream(encoder, windows(), thread_name="skylens-localize-reader"):
+            heat[tuple(np.array(batch.payloads).T)] = batch.vectors @ query
         valid = np.isfinite(heat)
         warnings = []
         if skipped:

@@ -1,4 +1,10 @@
-"""Search an index by text, by example image, or by vector (``skylens search``)."""
+"""Search an index by text, by example image, or by vector (``skylens search``).
+
+Text search embeds the words and ranks chips by cosine similarity; with ``match_captions`` it is
+a hybrid search that also matches the words against the chips' stored captions (BM25 over
+LanceDB's full-text index, fused with the vector ranking by reciprocal rank; see
+``skylens.index.store``).
+"""
 
 from __future__ import annotations
 
@@ -93,7 +99,9 @@ def search_vector(
     bbox: tuple[float, float, float, float] | None = None,
     time_range: tuple[datetime | None, datetime | None] | None = None,
     source: str | None = None,
+    text: str | None = None,
 ) -> list[SearchHit]:
+    """Hits nearest to ``vector``; with ``text``, fused with caption matches (hybrid)."""
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
     return index.search(
@@ -103,6 +111,7 @@ def search_vector(
         time_range=time_range,
         source=source,
         query_model_version=model_version,
+        text=text,
     )
 
 
@@ -115,13 +124,26 @@ def search_text(
     bbox: tuple[float, float, float, float] | None = None,
     time_range: tuple[datetime | None, datetime | None] | None = None,
     source: str | None = None,
+    match_captions: bool = False,
 ) -> SearchResult:
-    """Chips that best match ``text``; the model defaults to the one the index was built with."""
+    """Chips that best match ``text``; the model defaults to the one the index was built with.
+
+    Args:
+        match_captions: also match ``text`` against stored captions (hybrid search; the index
+            must hold captions, ``skylens index --caption``).
+    """
     text = check_query_text(text)
     enc = _encoder_for(index, model)
     vec = enc.encode_texts([text])[0]
     hits = search_vector(
-        index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source
+        index,
+        vec,
+        model_version=enc.version,
+        k=k,
+        bbox=bbox,
+        time_range=time_range,
+        source=source,
+        text=text if match_captions else None,
     )
     return SearchResult(text, enc.name, hits)
 
