@@ -30,6 +30,12 @@ QUERIES = (
     "buildings and parking lots",
     "a river or a lake",
 )
+QUESTIONS = (
+    "What is the theme of this picture?",
+    "Are there trees in this picture?",
+    "How many buildings are in the picture?",
+)
+
 LABELS = (
     "forest",
     "grassland",
@@ -109,8 +115,15 @@ def _footprint_svg(features: list[dict], width: int = 320, height: int = 220) ->
     )
 
 
-def write_report(path: Path, searches: list, classifications: list, index_stats: dict) -> Path:
-    """Self-contained HTML: hits with thumbnails, scores and footprints; classifications."""
+def write_report(
+    path: Path,
+    searches: list,
+    classifications: list,
+    index_stats: dict,
+    described: Sequence[dict] = (),
+) -> Path:
+    """Self-contained HTML: hits with thumbnails, scores and footprints; classifications;
+    captions and answers (``described``: dicts with image, caption, answers)."""
     parts = [
         "<!doctype html><meta charset=utf-8><title>skylens demo</title>",
         "<style>body{font:14px system-ui;margin:2em;max-width:1100px}.grid{display:flex;flex-wrap:wrap;gap:10px}"
@@ -139,6 +152,22 @@ def write_report(path: Path, searches: list, classifications: list, index_stats:
             f"<tr><td>{html.escape(Path(c.source).name)}</td><td>{html.escape(labels)}</td></tr>"
         )
     parts.append("</table>")
+    if described:
+        parts.append(
+            "<h2>Captions and questions</h2><table><tr><th>image</th><th>caption</th>"
+            "<th>questions</th></tr>"
+        )
+        for d in described:
+            qa = "<br>".join(
+                f"{html.escape(a['question'])} &rarr; <b>{html.escape(a['text'])}</b>"
+                + (f" <span class=small>({html.escape(a['reason'])})</span>" if a["reason"] else "")
+                for a in d["answers"]
+            )
+            parts.append(
+                f"<tr><td>{html.escape(Path(d['image']).name)}</td>"
+                f"<td>{html.escape(d['caption'])}</td><td>{qa}</td></tr>"
+            )
+        parts.append("</table>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
 
@@ -199,6 +228,7 @@ def run_demo(
                 or ", ".join(f"{a} {b:.2f}" for a, b in zip(c.labels, c.scores, strict=True))
             )
         )
+    described = describe(model, sources, log=log)
     (out_dir / "searches.geojson").write_text(
         json.dumps(
             {
@@ -208,4 +238,33 @@ def run_demo(
             default=str,
         )
     )
-    return write_report(out_dir / "report.html", searches, classifications, index.stats())
+    return write_report(
+        out_dir / "report.html", searches, classifications, index.stats(), described
+    )
+
+
+def describe(
+    model, sources: Sequence[Path], *, limit: int = 8, log: Callable[[str], None] = print
+) -> list[dict]:
+    """Caption up to ``limit`` images of ``sources`` and ask each the demo's questions.
+
+    Models without a captioner or answerer are skipped with a log line, not an error.
+    """
+    from skylens.imagery import iter_image_files
+    from skylens.models import Answerer, Captioner
+    from skylens.tasks.ask import ask_image
+    from skylens.tasks.common import load_scene_rgb
+
+    if not isinstance(model, Captioner):
+        log(f"model '{model.name}' has no captioner: skipping captions and questions")
+        return []
+    files = list(iter_image_files(list(sources)))[:limit]
+    images = [load_scene_rgb(f) for f in files]
+    out = []
+    for f, im, cap in zip(files, images, model.caption_images(images), strict=True):
+        answers = (
+            [ask_image(model, im, q) for q in QUESTIONS] if isinstance(model, Answerer) else []
+        )
+        out.append({"image": str(f), "caption": cap, "answers": [a.to_dict() for a in answers]})
+        log(f"caption {f.name}: {cap}")
+    return out
