@@ -76,14 +76,33 @@ def index_cmd(
     ann: Annotated[
         bool, typer.Option(help="Build the ANN index when the table is large enough.")
     ] = True,
+    caption: Annotated[
+        bool,
+        typer.Option(
+            "--caption", help="Caption every chip (with the index model) and store the captions."
+        ),
+    ] = False,
+    caption_model: Annotated[
+        str | None,
+        typer.Option(
+            "--caption-model", help="Caption with this model instead (implies --caption)."
+        ),
+    ] = None,
 ) -> None:
-    """Tile and embed imagery into an index; safe to re-run or resume (no duplicates)."""
+    """Tile and embed imagery into an index; safe to re-run or resume (no duplicates).
+
+    With --caption, chips get captions that `skylens search --match-captions` matches; chips
+    already indexed without a caption get one on a re-run.
+    """
     from skylens.imagery import iter_image_files
-    from skylens.index.ingest import count_chips, ingest
+    from skylens.index.ingest import check_captioner, count_chips, ingest
     from skylens.index.store import ChipIndex
     from skylens.models import load
 
     enc = load(model)
+    captioner = None
+    if caption or caption_model:
+        captioner = check_captioner(load(caption_model) if caption_model else enc)
     idx = ChipIndex.create_or_open(
         index, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
     )
@@ -100,6 +119,7 @@ def index_cmd(
             bands=bands,
             batch_size=batch,
             progress=lambda n: bar.update(task, advance=n),
+            captioner=captioner,
         )
     if ann:
         idx.build_ann()
@@ -109,6 +129,15 @@ def index_cmd(
         f"{report.chips_skipped_existing} already present, {report.chips_skipped_nodata} all-nodata skipped "
         f"in {report.seconds:.1f} s ({rate:.1f} chips/s); index {index} holds {idx.count()} chips"
     )
+    if captioner is not None:
+        out.print(f"captioned {report.chips_captioned} chip(s) with {captioner.name}")
+    if report.caption_error:
+        err.print(
+            f"[yellow]warning[/] {report.caption_failures} chip(s) stored without caption: "
+            f"{report.caption_error}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for f in report.failed:
         err.print(f"[yellow]skipped[/] {f['error']}", highlight=False, soft_wrap=True)
     if report.failed:
@@ -134,6 +163,13 @@ def search_cmd(
     format: Annotated[
         str, typer.Option("--format", "-f", help="table, json or geojson.")
     ] = "table",
+    match_captions: Annotated[
+        bool,
+        typer.Option(
+            "--match-captions",
+            help="Also match TEXT against stored captions (hybrid; needs `index --caption`).",
+        ),
+    ] = False,
 ) -> None:
     """Find chips by text or by example image."""
     from skylens.index.store import ChipIndex
@@ -151,23 +187,30 @@ def search_cmd(
         time_range=window,
         source=source,
     )
-    result = search_text(idx, text, **kw) if text is not None else search_image(idx, image, **kw)
+    if match_captions and text is None:
+        raise InputError("--match-captions needs TEXT (captions are matched by words)")
+    result = (
+        search_text(idx, text, match_captions=match_captions, **kw)
+        if text is not None
+        else search_image(idx, image, **kw)
+    )
     if fmt == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
     elif fmt == "geojson":
         print(json.dumps(result.to_geojson(), indent=2, default=str))
     else:
         table = Table(title=f"{result.query}  ({result.model})")
-        for col in ("#", "score", "path", "window (x,y,w,h)", "lon,lat"):
+        show_captions = any(h.caption for h in result.hits)
+        cols = ("#", "score", "path", "window (x,y,w,h)", "lon,lat")
+        for col in cols + (("caption",) if show_captions else ()):
             table.add_column(col, overflow="fold")
         for i, h in enumerate(result.hits, 1):
             centre = ""
             if h.footprint:
                 ring = h.footprint["coordinates"][0][:4]
                 centre = f"{sum(p[0] for p in ring) / 4:.5f},{sum(p[1] for p in ring) / 4:.5f}"
-            table.add_row(
-                str(i), f"{h.score:.3f}", str(h.path), ",".join(map(str, h.window)), centre
-            )
+            cells = [str(i), f"{h.score:.3f}", str(h.path), ",".join(map(str, h.window)), centre]
+            table.add_row(*cells, *([h.caption or ""] if show_captions else []))
         out.print(table)
 
 
@@ -396,11 +439,15 @@ def demo_cmd(
     out.print(f"[bold green]report:[/] {report.resolve()}")
 
 
+from skylens.cli_caption import register as _register_caption  # noqa: E402
 from skylens.cli_geo import register as _register_geo  # noqa: E402 - commands defined beside
 from skylens.cli_serve import register as _register_serve  # noqa: E402
+from skylens.cli_vqa import register as _register_vqa  # noqa: E402
 
 _register_geo(app)
 _register_serve(app)
+_register_caption(app, train_app)
+_register_vqa(app, train_app)
 
 
 def main() -> None:  # pragma: no cover
