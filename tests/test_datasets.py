@@ -69,7 +69,10 @@ def quiet(name: str, root: Path, split: str = "all", **kwargs):
 
 def test_every_registered_dataset_has_a_tiny_copy():
     assert len(DATASETS) == 17
-    assert sorted(DATASETS) == sorted(p.parent.name for p in DATA.glob("*/make.py"))
+    folders = {p.parent.name for p in DATA.glob("*/make.py")}
+    # rsivqa_train: a bigger copy in RSIVQA's layout, for the VQA training tests
+    assert folders - set(DATASETS) == {"rsivqa_train"}
+    assert set(DATASETS) <= folders
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
