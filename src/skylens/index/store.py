@@ -240,6 +240,22 @@ def _largest_divisor_at_most(n: int, cap: int) -> int:
     return 1
 
 
+def _hit_from_row(r: dict, cosine: float, **extra) -> SearchHit:
+    """A ``SearchHit`` from a result row of ``SEARCH_COLUMNS`` and its cosine similarity."""
+    return SearchHit(
+        id=r["id"],
+        score=round(float(np.clip(cosine, -1.0, 1.0)), 6),
+        path=r["path"],
+        window=list(r["window"]) if r["window"] is not None else [],
+        bounds=list(r["bounds"]) if r["bounds"] is not None else None,
+        crs=r["crs"],
+        footprint=json.loads(r["footprint"]) if r["footprint"] else None,
+        caption=r["caption"],
+        acquired=r["acquired"],
+        **extra,
+    )
+
+
 def _default_nprobes(partitions: int) -> int:
     return min(partitions, max(ANN_MIN_NPROBES, math.ceil(partitions * ANN_PROBE_FRACTION)))
 
@@ -861,19 +877,7 @@ class ChipIndex:
         table = q.select([*SEARCH_COLUMNS, "_distance"]).to_arrow()
         hits = []
         for r in table.to_pylist():
-            hits.append(
-                SearchHit(
-                    id=r["id"],
-                    score=round(float(np.clip(1.0 - r["_distance"], -1.0, 1.0)), 6),
-                    path=r["path"],
-                    window=list(r["window"]) if r["window"] is not None else [],
-                    bounds=list(r["bounds"]) if r["bounds"] is not None else None,
-                    crs=r["crs"],
-                    footprint=json.loads(r["footprint"]) if r["footprint"] else None,
-                    caption=r["caption"],
-                    acquired=r["acquired"],
-                )
-            )
+            hits.append(_hit_from_row(r, 1.0 - r["_distance"]))
         return hits
 
     def _query_hybrid(
@@ -920,16 +924,9 @@ class ChipIndex:
             cos = float(vec @ v / max(float(np.linalg.norm(vec)), 1e-12))
             bm25 = r.get("_score")
             hits.append(
-                SearchHit(
-                    id=r["id"],
-                    score=round(float(np.clip(cos, -1.0, 1.0)), 6),
-                    path=r["path"],
-                    window=list(r["window"]) if r["window"] is not None else [],
-                    bounds=list(r["bounds"]) if r["bounds"] is not None else None,
-                    crs=r["crs"],
-                    footprint=json.loads(r["footprint"]) if r["footprint"] else None,
-                    caption=r["caption"],
-                    acquired=r["acquired"],
+                _hit_from_row(
+                    r,
+                    cos,
                     caption_score=None if bm25 is None else round(float(bm25), 6),
                     fused_score=round(float(r["_relevance_score"]), 6),
                 )

@@ -277,7 +277,7 @@ class ChangeResult:
         place, before -> after class, score) and, when given, a follow-up answer.
         """
         from skylens.tasks.common import load_scene_rgb
-        from skylens.tasks.html_report import esc, html_page, png_data_uri
+        from skylens.tasks.html_report import esc, html_page, png_data_uri, warnings_html
 
         pictures = [
             ("before", load_scene_rgb(self.before, max_side=max_side)),
@@ -296,11 +296,7 @@ class ChangeResult:
                 f"{esc(self.caption_structured)}</p>"
             )
         if self.warnings:
-            body.append(
-                "<ul class=warnings>"
-                + "".join(f"<li>warning: {esc(w)}</li>" for w in self.warnings)
-                + "</ul>"
-            )
+            body.append(warnings_html(self.warnings))
         body.append(f'<div class="figs">{figs}</div>')
         rows = "".join(
             f"<tr><td>{g.id}</td><td>{esc(_area_m2_text(g))}</td><td>{100 * g.share:.1f}%</td>"

@@ -28,6 +28,15 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def warnings_html(warnings) -> str:
+    """The warnings as a highlighted list ("" when there are none)."""
+    if not warnings:
+        return ""
+    return (
+        "<ul class=warnings>" + "".join(f"<li>warning: {esc(w)}</li>" for w in warnings) + "</ul>"
+    )
+
+
 def png_data_uri(image) -> str:
     """A ``data:image/png;base64,...`` URI of a PIL image or an HxWx3 uint8 array."""
     from PIL import Image

@@ -162,18 +162,14 @@ class LocalizeResult:
     def to_html(self, *, max_side: int = 512) -> str:
         """One self-contained HTML report: heatmap overlay inlined as base64 PNG, the table of
         best regions (score, window, centre lon/lat) and the warnings; no outside resources."""
-        from skylens.tasks.html_report import esc, html_page, png_data_uri
+        from skylens.tasks.html_report import esc, html_page, png_data_uri, warnings_html
 
         body = [
             f"<p class=caption>{esc(self.phrase)}: {self.chips_scored} windows of {self.tile} px "
             f"(stride {self.stride}) scored, mean score {self.mean_score:.4f}</p>"
         ]
         if self.warnings:
-            body.append(
-                "<ul class=warnings>"
-                + "".join(f"<li>warning: {esc(w)}</li>" for w in self.warnings)
-                + "</ul>"
-            )
+            body.append(warnings_html(self.warnings))
         img = png_data_uri(self.heatmap_image(max_side=max_side))
         body.append(
             f'<div class="figs"><figure><img alt="heatmap" src="{img}"><figcaption>score '
