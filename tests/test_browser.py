@@ -277,10 +277,27 @@ def test_drop_an_image_and_see_it_classified(page, archive):
 
 
 def test_drop_zone_opens_the_file_chooser_from_the_keyboard(page):
+    # Whether headless Chromium then shows a native chooser depends on its user-activation
+    # bookkeeping, which is flaky on loaded CI machines (CI failed on a `filechooser` wait);
+    # what the app owns is that Enter and Space on the focused drop zone click the (single-file)
+    # input, and that other keys do not. A click listener records each click and cancels the dialog.
+    page.evaluate(
+        """() => {
+          window.__chooserClicks = 0;
+          document.getElementById('image').addEventListener('click', (ev) => {
+            window.__chooserClicks += 1; ev.preventDefault();
+          });
+        }"""
+    )
+    assert page.get_attribute("#image", "multiple") is None
     page.focus("#drop")
-    with page.expect_file_chooser(timeout=TIMEOUT_MS) as chooser:
-        page.keyboard.press("Enter")
-    assert not chooser.value.is_multiple()
+    page.keyboard.press("a")
+    page.keyboard.press("Escape")
+    assert page.evaluate("window.__chooserClicks") == 0
+    page.focus("#drop")
+    page.keyboard.press("Enter")
+    page.keyboard.press(" ")
+    assert page.evaluate("window.__chooserClicks") == 2
 
 
 def test_caption_says_clearly_when_the_model_cannot(page, archive, expected_console_errors):
