@@ -366,7 +366,7 @@ def scale(tile: int) -> dict:
     before, after = WORK / "big_before.tif", WORK / "big_after.tif"
     out = {
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-        "note": "shared, loaded 2-core machine (other jobs running in parallel); ingest, change "
+        "note": "2-core machine (see load_average_at_start for how busy it was); ingest, change "
         "and localize measured back to back, each in its own process, all through the one "
         "batched embedding path",
         "scene_px": [32 * 250, 32 * 250],
