@@ -42,15 +42,18 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from skylens.errors import IndexMismatchError, InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from skylens.index.memory import MemoryVectors
 
 META_FILE = "skylens-index.json"
 LOCK_FILE = ".write.lock"  # writers take turns (flock); readers never wait
@@ -148,7 +151,9 @@ class SearchHit:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (``acquired`` as ISO 8601 text)."""
-        d = asdict(self)
+        # field by field, not ``asdict``: its recursive deep copy of every footprint showed in
+        # py-spy profiles of the service under bench/load.py; callers do not mutate the values
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["acquired"] = self.acquired.isoformat() if self.acquired else None
         return d
 
@@ -792,30 +797,66 @@ class ChipIndex:
             InputError: wrong vector size, bad k, bbox or time range; ``text`` on an index
                 without captions.
         """
-        if query_model_version is not None and query_model_version != self.model_version:
-            self.check_model("query model", query_model_version)
-        v = np.asarray(vector, np.float32).reshape(-1)
-        if v.shape[0] != self.embed_dim:
-            raise InputError(
-                f"query vector has {v.shape[0]} dimensions; index {self._directory} holds "
-                f"{self.embed_dim}-d vectors of model '{self.model_name}'"
-            )
-        norm = float(np.linalg.norm(v))
-        if not math.isfinite(norm) or norm == 0:
-            raise InputError("query vector is all zeros or not finite")
-        if not 1 <= int(k) <= MAX_K:
-            raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+        [v] = self._unit_queries(vector, k, query_model_version)
         where = self._where(bbox, time_range, source)
         self._reload_meta_if_changed()
         if text is not None and text.strip():
-            return self._query_hybrid(
-                v / norm, text.strip(), int(k), where, exact, nprobes, refine_factor
-            )
-        hits = self._query(v / norm, int(k), where, exact, nprobes, refine_factor)
+            return self._query_hybrid(v, text.strip(), int(k), where, exact, nprobes, refine_factor)
+        hits = self._query(v, int(k), where, exact, nprobes, refine_factor)
         if where and not exact and len(hits) < k and self.has_ann():
             # a selective filter can leave too few candidates in the probed cells: go exact
-            hits = self._query(v / norm, int(k), where, True, None, None)
+            hits = self._query(v, int(k), where, True, None, None)
         return hits
+
+    def search_many(
+        self,
+        vectors: np.ndarray,
+        *,
+        k: int = 10,
+        query_model_version: str | None = None,
+        memory: MemoryVectors | None = None,
+    ) -> list[list[SearchHit]]:
+        """The ``k`` chips nearest to each of several query vectors (no filters), best first.
+
+        With ``memory`` (``MemoryVectors``), one matrix product scores every query exactly
+        against the vectors held in memory; without it, each query goes through ``search``.
+
+        Args:
+            vectors: (N, ``embed_dim``) query embeddings (normalised here).
+            k: hits wanted per query (1..10000).
+            query_model_version: as for ``search``.
+            memory: the vectors of this index held in memory.
+
+        Raises:
+            IndexMismatchError: the queries come from another model version.
+            InputError: wrong vector size, a zero or non-finite vector, bad k.
+        """
+        queries = self._unit_queries(vectors, k, query_model_version)
+        if memory is None:
+            return [self.search(q, k=k) for q in queries]
+        if memory.index is not self:
+            raise ValueError("memory holds the vectors of another index")
+        return memory.search(queries, int(k))
+
+    def _unit_queries(
+        self, vectors: np.ndarray, k: int, query_model_version: str | None
+    ) -> np.ndarray:
+        """Checked query vectors as (N, D) rows of unit length."""
+        if query_model_version is not None and query_model_version != self.model_version:
+            self.check_model("query model", query_model_version)
+        v = np.asarray(vectors, np.float32)
+        v = v.reshape(1, -1) if v.ndim <= 1 else v
+        if v.ndim != 2 or v.shape[1] != self.embed_dim:
+            raise InputError(
+                f"query vector has {v.shape[-1]} dimensions; index {self._directory} holds "
+                f"{self.embed_dim}-d vectors of model '{self.model_name}'"
+            )
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            raise InputError("query vector is all zeros or not finite")
+        if not 1 <= int(k) <= MAX_K:
+            raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+        return v / norms
 
     @staticmethod
     def _where(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from skylens.errors import InputError
+from skylens.index.memory import MemoryVectors
 from skylens.index.store import ChipIndex, SearchHit, hits_to_geojson
 from skylens.models.base import ImageTextEncoder, load
 from skylens.tasks.common import load_scene_rgb
@@ -113,6 +114,23 @@ def search_vector(
         query_model_version=model_version,
         text=text,
     )
+
+
+def search_vectors(
+    index: ChipIndex,
+    vectors: np.ndarray,
+    *,
+    model_version: str,
+    k: int = 10,
+    memory: MemoryVectors | None = None,
+) -> list[list[SearchHit]]:
+    """Hits nearest to each row of ``vectors`` (no filters); ``memory`` answers them in one batch.
+
+    See ``ChipIndex.search_many``; the service's micro-batched text search runs through here.
+    """
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    return index.search_many(vectors, k=k, query_model_version=model_version, memory=memory)
 
 
 def search_text(
