@@ -1,15 +1,19 @@
 """Load test of ``skylens serve``: concurrent text searches against a large index.
 
 Builds (once, cached under bench/work/) an index of N chips for the default model (random unit
-vectors stand in for embeddings: search cost does not depend on their content), starts the
-service in a subprocess on 127.0.0.1 twice — with micro-batching and with one request at a time
-(``max_batch=1``) — and drives it with C concurrent clients for S seconds each, every query a
-different text. Reports requests/s, p50/p99 latency and errors; writes ``bench/results/load.json``.
+vectors stand in for embeddings: exact search costs the same whatever they hold), starts the
+service in a subprocess on 127.0.0.1 three times — as shipped (micro-batched encoding and exact
+search over the vectors held in memory), with one request at a time (``max_batch=1``), and with
+the vectors left in LanceDB (``memory_mb=0``: one ANN search per query) — and drives it with C
+concurrent clients for S seconds each, every query a different text. Reports requests/s, p50/p99
+latency and errors; writes ``bench/results/load.json``.
 
-To say where the time goes it also measures, in the same run, the two parts of a request on their
-own: one text query through the text tower (ONNX MiniLM, one thread) and the index search alone
-(LanceDB, 4 threads, as many searches as it can for a few seconds). The load average of the
-machine is recorded before and after each phase: on a shared machine other work competes.
+To say where the time goes it also measures, in the same run, the parts of a request on their
+own: one text query through the text tower (ONNX MiniLM, one thread) and a batch of 64, the
+LanceDB search alone (4 threads, as many searches as it can for a few seconds) and the in-memory
+search per query at batches of 1, 16 and 64; and, for each phase, the server process's CPU time per request (all
+its threads, from /proc). The load average of the machine is recorded before and after each
+phase: on a shared machine other work competes.
 
 Run: ``.venv/bin/python bench/load.py [--rows 100000 --clients 50 --seconds 60]``.
 Traffic goes to loopback only, and every loop is bounded in time.
@@ -37,7 +41,7 @@ WORK = ROOT / "bench" / "work" / "load"
 SERVER = """
 import sys, uvicorn
 from skylens.service import create_app
-app = create_app(sys.argv[1], max_batch=int(sys.argv[3]))
+app = create_app(sys.argv[1], max_batch=int(sys.argv[3]), memory_mb=float(sys.argv[4]))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 PART_SECONDS = 10.0  # time spent measuring each part alone
@@ -142,9 +146,11 @@ async def drive(url: str, clients: int, seconds: float) -> dict:
     }
 
 
-def run_server(index: Path, max_batch: int, clients: int, seconds: float) -> dict:
+def run_server(index: Path, max_batch: int, memory_mb: float, clients: int, seconds: float) -> dict:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(index), str(port), str(max_batch)])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(index), str(port), str(max_batch), str(memory_mb)]
+    )
     try:
         import httpx
 
@@ -155,10 +161,29 @@ def run_server(index: Path, max_batch: int, clients: int, seconds: float) -> dic
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        return asyncio.run(drive(f"http://127.0.0.1:{port}", clients, seconds))
+        # the first search loads the model and the vectors: not part of the per-request cost
+        httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "warm up"}, timeout=300)
+        cpu0, t0 = process_cpu_s(proc.pid), time.perf_counter()
+        result = asyncio.run(drive(f"http://127.0.0.1:{port}", clients, seconds))
+        cpu, wall = process_cpu_s(proc.pid), time.perf_counter() - t0
+        if cpu is not None and cpu0 is not None:  # the server's own CPU, all its threads
+            result["server_cpu_ms_per_request"] = round(
+                1000 * (cpu - cpu0) / max(result["requests"], 1), 2
+            )
+            result["server_cores_busy"] = round((cpu - cpu0) / wall, 2)
+        return result
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> list[float]:
@@ -170,6 +195,7 @@ def measure_parts(index: Path, seconds: float = PART_SECONDS) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     import skylens
+    from skylens.index.memory import MemoryVectors
     from skylens.index.store import ChipIndex
 
     idx = ChipIndex.open(index)
@@ -182,6 +208,13 @@ def measure_parts(index: Path, seconds: float = PART_SECONDS) -> dict:
         model.encode_texts([f"houses near a river {len(times)}"])
         times.append(time.perf_counter() - t)
     times.sort()
+    # the service encodes a batch of queries in one call: the cost per query at batch 64
+    texts = [f"houses near a river {i}" for i in range(64)]
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() < t + seconds / 2:
+        model.encode_texts(texts)
+        n += len(texts)
+    batch_encode_ms = 1000 * (time.perf_counter() - t) / n
     queries = model.encode_texts([f"aerial scene number {i}" for i in range(64)])
     idx.search(queries[0], k=10)
     done = 0
@@ -196,10 +229,26 @@ def measure_parts(index: Path, seconds: float = PART_SECONDS) -> dict:
 
     with ThreadPoolExecutor(4) as pool:
         done = sum(pool.map(searcher, range(4)))
+    lancedb_per_s = round(done / (time.perf_counter() - t0), 1)
+    # the same queries scored in batches against the vectors held in memory (exact)
+    memory = MemoryVectors(idx)
+    t = time.perf_counter()
+    idx.search_many(queries[:1], k=10, memory=memory)
+    memory_load_s = time.perf_counter() - t
+    per_query = {}
+    for batch in (1, 16, 64):
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() < t + seconds / 3:
+            idx.search_many(queries[:batch], k=10, memory=memory)
+            n += batch
+        per_query[str(batch)] = round(1000 * (time.perf_counter() - t) / n, 2)
     return {
         "text_query_encode_p50_ms": round(1000 * times[len(times) // 2], 2),
-        "index_searches_per_s_4_threads": round(done / (time.perf_counter() - t0), 1),
+        "text_encode_ms_per_query_batch_64": round(batch_encode_ms, 2),
+        "index_searches_per_s_4_threads": lancedb_per_s,
         "index_ann": idx.stats()["ann"],
+        "memory_vectors_load_s": round(memory_load_s, 2),
+        "memory_search_ms_per_query_by_batch": per_query,
     }
 
 
@@ -216,8 +265,13 @@ def main() -> None:
     parts = measure_parts(index)
     print("parts", parts, file=sys.stderr)
     loads["after_parts"] = load_average()
-    for name, max_batch in (("micro_batched", 64), ("one_at_a_time", 1)):
-        results[name] = run_server(index, max_batch, args.clients, args.seconds)
+    phases = (
+        ("micro_batched", 64, 2048.0),  # the default service
+        ("one_at_a_time", 1, 2048.0),  # no batching: one encoder call and one search per query
+        ("lancedb_only", 64, 0.0),  # batched encoder, one LanceDB ANN search per query
+    )
+    for name, max_batch, memory_mb in phases:
+        results[name] = run_server(index, max_batch, memory_mb, args.clients, args.seconds)
         loads[f"after_{name}"] = load_average()
         print(name, results[name], file=sys.stderr)
     out = {
@@ -238,7 +292,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "load_average": loads,
-            "note": "2 cores shared with other jobs while this ran; see load_average (1, 5, 15 min)",
+            "note": "load generator and server share the 2 cores; load_average (1, 5, 15 min) "
+            "says whether other jobs ran too",
         },
     }
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)

@@ -405,6 +405,10 @@ def test_batcher_fills_the_next_batch_while_the_encoder_is_busy():
     assert calls == [["a"], ["b", "c", "d"], ["e", "f"]]
 
 
+def _by_score(hits: list[dict]) -> list[dict]:
+    return sorted(hits, key=lambda hit: (-round(hit["score"], 5), hit["id"]))
+
+
 def test_concurrent_text_searches_share_one_encoder_call(index_dir, monkeypatch):
     queries = ["red", "green", "blue", "red and green", "blue roofs", "green fields"]
     app = create_app(index_dir, token="", batch_wait_s=30, max_batch=len(queries))
@@ -428,11 +432,35 @@ def test_concurrent_text_searches_share_one_encoder_call(index_dir, monkeypatch)
 
     batched = asyncio.run(main())
     assert calls == [len(queries)]
+    # ... and one search of the vectors held in memory, loaded once
+    state = app.state.skylens
+    assert state.searcher.calls == 1 and state.searcher.queries == len(queries)
+    assert state.memory.loads == 1
     monkeypatch.setattr(model, "encode_texts", original)
-    plain = TestClient(create_app(index_dir, token="", batch_wait_s=0))
+    # the same answers, one query at a time through LanceDB (nothing held in memory)
+    plain = TestClient(create_app(index_dir, token="", batch_wait_s=0, memory_mb=0))
+    assert plain.app.state.skylens.memory is None
     for q, got in zip(queries, batched, strict=True):
         want = plain.get("/api/search", params={"q": q, "k": 4}).json()
+        # chips of equal score may come in either order; scores agree to float32 rounding
+        got_hits, want_hits = _by_score(got.pop("hits")), _by_score(want.pop("hits"))
+        assert [h["id"] for h in got_hits] == [h["id"] for h in want_hits]
+        for g, w in zip(got_hits, want_hits, strict=True):
+            assert g.pop("score") == pytest.approx(w.pop("score"), abs=2e-6)
+            assert g == w
         assert got == want
+
+
+def test_text_search_falls_back_to_lancedb_when_vectors_outgrow_memory(index_dir, caplog):
+    tiny = TestClient(create_app(index_dir, token="", batch_wait_s=0, memory_mb=1e-4))
+    assert tiny.app.state.skylens.memory is not None  # the limit is found out on first use
+    with caplog.at_level("WARNING", logger="skylens.service"):
+        body = tiny.get("/api/search", params={"q": "green", "k": 2}).json()
+    assert Path(body["hits"][0]["path"]).name == "green.png" and len(body["hits"]) == 2
+    assert tiny.app.state.skylens.memory is None
+    assert "no longer fits" in caplog.text
+    err = _error(tiny.get("/api/search", params={"q": "green", "k": 0}), 422)
+    assert "k" in err["message"]
 
 
 # -- CLI ----------------------------------------------------------------------------------------

@@ -33,6 +33,13 @@ def serve(
         typer.Option("--cors-origin", help="Origin allowed cross-origin access (repeatable)."),
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, MiB.")] = 50.0,
+    memory_mb: Annotated[
+        float,
+        typer.Option(
+            help="Hold the index's vectors in memory up to this many MiB and answer text "
+            "searches in exact batches (0: search LanceDB only)."
+        ),
+    ] = 2048.0,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web page; SKYLENS_API_TOKEN sets a bearer token."""
     uvicorn = lazy_import("uvicorn", "serve")
@@ -41,12 +48,15 @@ def serve(
 
     if max_upload_mb <= 0:
         raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    if memory_mb < 0:
+        raise InputError(f"--memory-mb must be 0 or more, got {memory_mb}")
     app = create_app(
         index,
         model=model,
         roots=root or (),
         cors_origins=cors_origin or (),
         max_upload_bytes=int(max_upload_mb * 2**20),
+        memory_mb=memory_mb,
     )
     typer.echo(f"skylens serving on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -30,9 +30,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skylens.errors import CapabilityError, InputError, NotFoundError, SkylensError
-from skylens.index.store import MAX_K, ChipIndex
+from skylens.index.memory import DEFAULT_MAX_BYTES, MemoryVectors
+from skylens.index.store import MAX_K, ChipIndex, SearchHit
 from skylens.models.base import Answerer, Captioner, ImageTextEncoder, Model, available, load
-from skylens.service.batching import TextBatcher
+from skylens.service.batching import MicroBatcher, TextBatcher
 from skylens.service.chips import chip_thumbnail_png
 from skylens.service.pictures import png_data_url, relabel
 from skylens.service.safety import (
@@ -56,6 +57,7 @@ from skylens.tasks.search import (
     parse_time_range,
     search_image,
     search_vector,
+    search_vectors,
 )
 
 log = logging.getLogger("skylens.service")
@@ -95,8 +97,16 @@ class ServiceState:
         batch_wait_s: float,
         max_batch: int,
         max_searches: int = 4,
+        memory_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.index = index
+        # unfiltered text searches are scored in batches against the vectors held in memory
+        # (skylens.index.memory); None: every search goes to LanceDB
+        self.memory = (
+            MemoryVectors(index, max_bytes=memory_bytes)
+            if index is not None and memory_bytes > 0
+            else None
+        )
         # index searches running at once: LanceDB parallelises each query itself, so more than a
         # few at a time only adds contention (bench/load.py measures the capacity)
         self.search_slots = threading.BoundedSemaphore(max_searches)
@@ -107,6 +117,10 @@ class ServiceState:
             lambda texts: self.encoder().encode_texts(texts),
             max_wait_s=batch_wait_s,
             max_batch=max_batch,
+        )
+        # two batches at once: one encodes its texts while the other multiplies (bench/load.py)
+        self.searcher: MicroBatcher[tuple[str, int], list] = MicroBatcher(
+            self._search_batch, max_wait_s=batch_wait_s, max_batch=max_batch, max_inflight=2
         )
 
     def model(self) -> Model:
@@ -125,6 +139,30 @@ class ServiceState:
         """Run an index search in a free search slot (call from a worker thread)."""
         with self.search_slots:
             return fn(*args, **kwargs)
+
+    def _search_batch(self, queries: list[tuple[str, int]]) -> list[list[SearchHit]]:
+        """Hits for (text, k) queries: one encoder call, one search of the whole batch."""
+        idx = self.require_index()
+        enc = self.encoder()
+        texts = list(dict.fromkeys(text for text, _ in queries))
+        vectors = enc.encode_texts(texts)
+        k = max(k for _, k in queries)
+        with self.search_slots:
+            memory = self.memory
+            try:
+                hits = search_vectors(idx, vectors, model_version=enc.version, k=k, memory=memory)
+            except InputError:
+                if memory is None or memory.fits():
+                    raise
+                log.warning(  # the index grew past the memory limit while serving
+                    "%s no longer fits in %d MiB: searching through LanceDB from now on",
+                    idx.directory,
+                    memory.max_bytes // 2**20,
+                )
+                self.memory = None
+                hits = search_vectors(idx, vectors, model_version=enc.version, k=k)
+        row = {text: i for i, text in enumerate(texts)}
+        return [hits[row[text]][:k_wanted] for text, k_wanted in queries]
 
     def require_index(self) -> ChipIndex:
         if self.index is None:
@@ -178,6 +216,7 @@ def create_app(
     batch_wait_s: float = 0.005,
     max_batch: int = 64,
     max_searches: int = 4,
+    memory_mb: float = DEFAULT_MAX_BYTES / 2**20,
 ) -> FastAPI:
     """Build the service.
 
@@ -192,6 +231,8 @@ def create_app(
         batch_wait_s: how long a text query waits to share an encoder call (seconds).
         max_batch: most text queries per encoder call.
         max_searches: index searches run at once; later ones queue (LanceDB parallelises each).
+        memory_mb: hold the index's vectors in memory, up to this many MiB, and answer
+            unfiltered text searches in exact batches from there (0: always search LanceDB).
 
     Raises:
         NotFoundError: ``index_dir`` is not an index.
@@ -200,7 +241,11 @@ def create_app(
     model_name = model or (index.model_name if index is not None else "default")
     if max_searches < 1:
         raise InputError(f"max_searches must be at least 1, got {max_searches}")
-    state = ServiceState(index, model_name, batch_wait_s, max_batch, max_searches)
+    if memory_mb < 0:
+        raise InputError(f"memory_mb must be >= 0, got {memory_mb}")
+    state = ServiceState(
+        index, model_name, batch_wait_s, max_batch, max_searches, int(memory_mb * 2**20)
+    )
     token = token if token is not None else os.environ.get("SKYLENS_API_TOKEN")
     token = token or None
     roots = tuple(Path(r) for r in roots)
@@ -288,7 +333,8 @@ def create_app(
         with saved_upload(data, name) as tmp:
             yield tmp, f"upload '{name}'"
 
-    def search_params(
+    # async: it only parses, and a sync dependency would cost every search a hop to a thread
+    async def search_params(
         k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of hits.")] = 10,
         bbox: Annotated[str | None, Query(description="W,S,E,N in degrees (EPSG:4326).")] = None,
         after: Annotated[str | None, Query(description="Acquired on or after (ISO 8601).")] = None,
@@ -351,11 +397,15 @@ def create_app(
         """Chips that best match a text query (concurrent queries share one encoder call)."""
         idx = state.require_index()
         text = check_query_text(q)
-        enc = await run_in_threadpool(state.encoder)
-        vector = await state.batcher.encode(text)
-        hits = await run_in_threadpool(
-            state.search, search_vector, idx, vector, model_version=enc.version, **params
-        )
+        # loading the model takes seconds: off the event loop, once
+        enc = state._model if state._model is not None else await run_in_threadpool(state.encoder)
+        if params["bbox"] is None and params["time_range"] is None and params["source"] is None:
+            hits = await state.searcher.submit((text, params["k"]))
+        else:  # filters: LanceDB evaluates them, one query at a time
+            vector = await state.batcher.encode(text)
+            hits = await run_in_threadpool(
+                state.search, search_vector, idx, vector, model_version=enc.version, **params
+            )
         return formatted(SearchResult(text, enc.name, hits), format)
 
     @app.post("/api/search/image", tags=["search"], dependencies=api)

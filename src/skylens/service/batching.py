@@ -1,58 +1,62 @@
-"""Micro-batching of concurrent text queries for the REST service.
+"""Micro-batching of concurrent requests for the REST service.
 
 A text encoder costs about the same for a handful of queries as for one (the price is the forward
-pass, not the batch row), so under load the service embeds the queries that arrive together in one
-``encode_texts`` call, off the event loop. This is the dynamic batching of model servers (Clipper,
-Crankshaw et al., NSDI 2017; NVIDIA Triton's dynamic batcher): a query waits at most
-``max_wait_s`` for company, a full batch goes at once, and at most ``max_inflight`` batches run at
-a time, so while the encoder is busy the next batch keeps filling instead of many small batches
-fighting over the CPU.
+pass, not the batch row), and an exact search over vectors held in memory reads the matrix once
+per batch (``skylens.index.memory``), so under load the service answers the text searches that
+arrive together with one ``encode_texts`` call and one matrix product, off the event loop.
+This is the dynamic batching of model servers (Clipper, Crankshaw et al., NSDI 2017; NVIDIA
+Triton's dynamic batcher): a request waits at most ``max_wait_s`` for company, a full batch goes
+at once, and at most ``max_inflight`` batches run at a time, so while one batch is computed the
+next keeps filling instead of many small batches fighting over the CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 EncodeFn = Callable[[Sequence[str]], np.ndarray]
+T = TypeVar("T", bound=Hashable)
+R = TypeVar("R")
 
 
 @dataclass
 class _LoopQueue:
-    """Waiting queries of one event loop."""
+    """Waiting requests of one event loop."""
 
-    texts: list[str] = field(default_factory=list)
+    items: list = field(default_factory=list)
     futures: list[asyncio.Future] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
-    due: bool = False  # the oldest waiting query has waited max_wait_s
+    due: bool = False  # the oldest waiting request has waited max_wait_s
     inflight: int = 0
 
 
-class TextBatcher:
-    """Collects concurrent ``encode`` calls and embeds them with one ``encode_fn`` call per batch.
+class MicroBatcher(Generic[T, R]):
+    """Collects concurrent ``submit`` calls and answers them with one ``batch_fn`` call per batch.
 
     Each event loop gets its own queue, so one batcher may serve the loops of a test client;
-    under uvicorn there is one loop.
+    under uvicorn there is one loop. Equal items in a batch are computed once.
 
     Args:
-        encode_fn: ``texts -> (N, D)`` array, e.g. ``model.encode_texts``; runs in a worker thread.
-        max_wait_s: the longest a query waits for others before its batch may go (seconds).
-        max_batch: a batch goes as soon as it holds this many queries; never more per call.
-        max_inflight: encoder calls allowed at once; later batches wait and grow meanwhile.
+        batch_fn: ``items -> results`` (one per item, in order); runs in a worker thread.
+        max_wait_s: the longest a request waits for others before its batch may go (seconds).
+        max_batch: a batch goes as soon as it holds this many requests; never more per call.
+        max_inflight: ``batch_fn`` calls allowed at once; later batches wait and grow meanwhile.
 
     Attributes:
-        calls: how many times ``encode_fn`` ran.
-        queries: how many queries were answered.
+        calls: how many times ``batch_fn`` ran.
+        queries: how many requests were answered.
     """
 
     def __init__(
         self,
-        encode_fn: EncodeFn,
+        batch_fn: Callable[[list[T]], Sequence[R]],
         *,
         max_wait_s: float = 0.005,
         max_batch: int = 64,
@@ -64,7 +68,7 @@ class TextBatcher:
             raise ValueError(
                 f"max_batch and max_inflight must be >= 1, got {max_batch}, {max_inflight}"
             )
-        self.encode_fn = encode_fn
+        self.batch_fn = batch_fn
         self.max_wait_s = float(max_wait_s)
         self.max_batch = int(max_batch)
         self.max_inflight = int(max_inflight)
@@ -75,12 +79,12 @@ class TextBatcher:
         )
         self._tasks: set[asyncio.Task] = set()
 
-    async def encode(self, text: str) -> np.ndarray:
-        """The embedding of one text (a 1-d float32 row), computed in a batch with its neighbours."""
+    async def submit(self, item: T) -> R:
+        """The result for ``item``, computed in a batch with its neighbours."""
         loop = asyncio.get_running_loop()
         q = self._queues.setdefault(loop, _LoopQueue())
         future: asyncio.Future = loop.create_future()
-        q.texts.append(text)
+        q.items.append(item)
         q.futures.append(future)
         if self.max_wait_s == 0:
             q.due = True
@@ -96,15 +100,15 @@ class TextBatcher:
 
     def _start_ready(self, loop: asyncio.AbstractEventLoop, q: _LoopQueue) -> None:
         while (
-            q.texts and q.inflight < self.max_inflight and (q.due or len(q.texts) >= self.max_batch)
+            q.items and q.inflight < self.max_inflight and (q.due or len(q.items) >= self.max_batch)
         ):
-            texts, q.texts = q.texts[: self.max_batch], q.texts[self.max_batch :]
+            items, q.items = q.items[: self.max_batch], q.items[self.max_batch :]
             futures, q.futures = q.futures[: self.max_batch], q.futures[self.max_batch :]
             q.inflight += 1
-            task = loop.create_task(self._run(loop, q, texts, futures))
+            task = loop.create_task(self._run(loop, q, items, futures))
             self._tasks.add(task)  # keep a reference until done
             task.add_done_callback(self._tasks.discard)
-        if not q.texts:
+        if not q.items:
             q.due = False
             if q.timer is not None:
                 q.timer.cancel()
@@ -114,26 +118,24 @@ class TextBatcher:
         self,
         loop: asyncio.AbstractEventLoop,
         q: _LoopQueue,
-        texts: list[str],
+        items: list[T],
         futures: list[asyncio.Future],
     ) -> None:
         try:
-            await self._encode_batch(texts, futures)
+            await self._run_batch(items, futures)
         finally:
             q.inflight -= 1
-            if q.texts:
+            if q.items:
                 q.due = True  # they waited at least as long as this batch took
             self._start_ready(loop, q)
 
-    async def _encode_batch(self, texts: list[str], futures: list[asyncio.Future]) -> None:
-        unique = list(dict.fromkeys(texts))  # the same query twice is embedded once
+    async def _run_batch(self, items: list[T], futures: list[asyncio.Future]) -> None:
+        unique = list(dict.fromkeys(items))  # the same request twice is computed once
         try:
             self.calls += 1
-            vectors = np.asarray(await run_in_threadpool(self.encode_fn, unique), np.float32)
-            if vectors.ndim != 2 or vectors.shape[0] != len(unique):
-                raise RuntimeError(
-                    f"encoder returned shape {vectors.shape} for {len(unique)} texts"
-                )
+            results = list(await run_in_threadpool(self.batch_fn, unique))
+            if len(results) != len(unique):
+                raise RuntimeError(f"batch function gave {len(results)} results for {len(unique)}")
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
             for fut in futures:
                 if not fut.done():
@@ -141,8 +143,31 @@ class TextBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        row = {t: i for i, t in enumerate(unique)}
-        self.queries += len(texts)
-        for text, fut in zip(texts, futures, strict=True):
+        row = {item: i for i, item in enumerate(unique)}
+        self.queries += len(items)
+        for item, fut in zip(items, futures, strict=True):
             if not fut.done():  # the caller may have gone away
-                fut.set_result(vectors[row[text]])
+                fut.set_result(results[row[item]])
+
+
+class TextBatcher(MicroBatcher[str, np.ndarray]):
+    """Embeds concurrent texts in batches: ``await batcher.encode(text)`` gives its row.
+
+    Args:
+        encode_fn: ``texts -> (N, D)`` array, e.g. ``model.encode_texts``; runs in a worker thread.
+        max_wait_s, max_batch, max_inflight: as for ``MicroBatcher``.
+    """
+
+    def __init__(self, encode_fn: EncodeFn, **kwargs) -> None:
+        self.encode_fn = encode_fn
+        super().__init__(self._encode_rows, **kwargs)
+
+    def _encode_rows(self, texts: list[str]) -> list[np.ndarray]:
+        vectors = np.asarray(self.encode_fn(texts), np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise RuntimeError(f"encoder returned shape {vectors.shape} for {len(texts)} texts")
+        return list(vectors)
+
+    async def encode(self, text: str) -> np.ndarray:
+        """The embedding of one text (a 1-d float32 row), computed in a batch with its neighbours."""
+        return await self.submit(text)
