@@ -100,6 +100,27 @@ def test_health_and_index_stats(client):
     assert stats["rows"] == 4 and stats["model"] == "fake"
 
 
+def test_index_stats_are_recomputed_only_when_the_index_changed(tmp_path, monkeypatch):
+    enc = skylens.load("fake")
+    d = tmp_path / "index"
+    ChipIndex.create_or_open(
+        d, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
+    )
+    c = TestClient(create_app(d, token=""))
+    calls = []
+    real = ChipIndex.stats
+    monkeypatch.setattr(ChipIndex, "stats", lambda self: calls.append(1) or real(self))
+    assert c.get("/api/index").json()["rows"] == 0
+    assert c.get("/api/index").json()["rows"] == 0
+    assert len(calls) == 1  # the second answer came from the cache
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "red.png").write_bytes(_png_bytes("red"))
+    ingest([archive], ChipIndex.open(d), enc, size=256, overlap=0)  # as another process would
+    assert c.get("/api/index").json()["rows"] == 1
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("colour", ["red", "green"])
 def test_text_search_ranks_the_right_colour_first(client, colour):
     body = client.get("/api/search", params={"q": colour, "k": 4}).json()
