@@ -34,7 +34,7 @@ DATA = Path(os.environ.get("SKYLENS_DATA", ROOT.parent / "shared" / "data"))
 def _zero_shot(model, train, test) -> dict:
     from skylens.datasets import load_image
     from skylens.evaluate.vqa import VQAEvaluator
-    from skylens.tasks.ask import ZeroShotAnswerer
+    from skylens.models.answerer import ZeroShotAnswerer
 
     def embed(ds):
         paths = sorted({str(s["image"]) for s in ds})
@@ -72,7 +72,7 @@ def main() -> None:
     import skylens
     from skylens.datasets import get_dataset
     from skylens.evaluate.runner import run_vqa
-    from skylens.tasks.ask import DEFAULT_VQA_WEIGHTS, default_answerer
+    from skylens.models.answerer import DEFAULT_VQA_WEIGHTS, default_answerer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot comparison")

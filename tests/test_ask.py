@@ -10,7 +10,7 @@ import pytest
 
 import skylens
 from skylens.errors import InputError
-from skylens.tasks.ask import (
+from skylens.models.answerer import (
     CANNOT,
     DEFAULT_VQA_WEIGHTS,
     ZeroShotAnswerer,

@@ -7,7 +7,7 @@ from PIL import Image
 
 from skylens.demo import QUESTIONS, describe, write_report
 from skylens.models.base import Answerer, Captioner, ModelCard
-from skylens.tasks.ask import Answer, question_kind
+from skylens.models.answerer import Answer, question_kind
 
 
 class BrightnessModel(Captioner, Answerer):

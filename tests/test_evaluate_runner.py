@@ -20,7 +20,7 @@ from skylens.datasets import get_dataset
 from skylens.errors import CapabilityError
 from skylens.evaluate.runner import require, run, run_caption, run_vqa
 from skylens.models.base import Answerer, Captioner, ModelCard, register_backend, unregister_backend
-from skylens.tasks.ask import Answer, question_kind
+from skylens.models.answerer import Answer, question_kind
 
 DATA = Path(__file__).parent / "data"
 

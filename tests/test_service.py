@@ -28,7 +28,7 @@ from skylens.models.base import Answerer, Captioner, register_backend, unregiste
 from skylens.service import create_app
 from skylens.service.batching import TextBatcher
 from skylens.service.safety import resolve_under_roots, sniff_image, token_matches
-from skylens.tasks.ask import Answer
+from skylens.models.answerer import Answer
 
 COL = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (20, 30, 210)}
 

@@ -11,7 +11,7 @@ import pytest
 
 import skylens
 from skylens.errors import ModelError
-from skylens.tasks.ask import (
+from skylens.models.answerer import (
     CANNOT,
     TrainedAnswerer,
     ZeroShotAnswerer,

@@ -282,7 +282,8 @@ def ask_cmd(
 ) -> None:
     """Answer a question about an image (questions a model cannot answer are refused with the reason)."""
     from skylens.models import load
-    from skylens.tasks.ask import ask_image, check_question
+    from skylens.models.answerer import check_question
+    from skylens.tasks.ask import ask_image
     from skylens.tasks.common import load_scene_rgb
 
     fmt = _check_format(format, ("table", "json"))

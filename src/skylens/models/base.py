@@ -120,7 +120,7 @@ class Captioner(Model):
 class Answerer(Model):
     """Answers questions about one image.
 
-    ``answer`` returns a ``skylens.tasks.ask.Answer``; a question outside the model's reach gets
+    ``answer`` returns a ``skylens.models.answerer.Answer``; a question outside the model's reach gets
     ``supported=False``, the text "cannot answer with this model" and the reason, never a guess.
     """
 

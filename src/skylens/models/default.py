@@ -196,7 +196,7 @@ class SkylensLite(ImageTextEncoder, Captioner, Answerer):
         return default_captioner(self).caption_images(images, beam=beam, max_tokens=max_tokens)
 
     def answer(self, image: np.ndarray, question: str):
-        from skylens.tasks.ask import default_answerer
+        from skylens.models.answerer import default_answerer
 
         return default_answerer(self).answer(image, question)
 

@@ -221,8 +221,8 @@ class HFVisionLanguageModel(HFChatModel, Captioner, Answerer):
         ]
 
     def answer(self, image: np.ndarray, question: str):
-        """Answer ``question`` about an RGB uint8 image -> ``skylens.tasks.ask.Answer``."""
-        from skylens.tasks.ask import check_question
+        """Answer ``question`` about an RGB uint8 image -> ``skylens.models.answerer.Answer``."""
+        from skylens.models.answerer import check_question
 
         q = check_question(question)
         msgs = image_message(check_image(image), q + ANSWER_SUFFIX)

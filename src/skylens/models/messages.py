@@ -122,11 +122,11 @@ def png_data_url(image: np.ndarray) -> str:
 
 
 def answer_from_reply(question: str, reply: str, model_name: str):
-    """A generated ``reply`` to ``question`` as a ``skylens.tasks.ask.Answer``.
+    """A generated ``reply`` to ``question`` as a ``skylens.models.answerer.Answer``.
 
     The kind comes from ``question_kind``; an empty reply is reported as unanswered, never as "".
     """
-    from skylens.tasks.ask import Answer, question_kind  # the Answer type lives with the task
+    from skylens.models.answerer import Answer, question_kind
 
     kind = question_kind(question)
     if not reply.strip():

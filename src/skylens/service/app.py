@@ -45,7 +45,8 @@ from skylens.service.safety import (
     saved_upload,
     token_matches,
 )
-from skylens.tasks.ask import ask_image, check_question
+from skylens.models.answerer import check_question
+from skylens.tasks.ask import ask_image
 from skylens.tasks.change import change
 from skylens.tasks.classify import Classification, classify_arrays, parse_labels
 from skylens.tasks.common import load_scene_rgb

@@ -7,9 +7,9 @@ Karpathy split (``ucm_captions/dataset.json``), because the default model's alig
 trained on UCM-Captions train images; hyper-parameters are selected on the val images and the
 test images are only scored.
 
-Per question kind with training data, one small classifier (``skylens.tasks.ask.AnswerHead``)
+Per question kind with training data, one small classifier (``skylens.models.answerer.AnswerHead``)
 over the answers seen in training, reading the frozen model's features
-(``skylens.tasks.ask.head_input``): scene from the image's joint embedding; presence, count and
+(``skylens.models.answerer.head_input``): scene from the image's joint embedding; presence, count and
 location from that plus the question's sentence embedding and the 7x7 map of similarity between
 the feature map's cells and the asked object's words. The heads are fitted with AdamW on the
 whole training set at once (a few hundred questions a kind: seconds on one thread); the hidden
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from skylens.errors import InputError
-from skylens.tasks.ask import (
+from skylens.models.answerer import (
     KINDS,
     AnswerHead,
     ImageFeatures,
@@ -95,7 +95,7 @@ def split_samples(dataset) -> dict[str, list[dict]]:
 def extract_features(
     model, paths: Sequence[str], *, batch_size: int = 32, log: Log = print
 ) -> dict[str, ImageFeatures]:
-    """Features of each image path (see ``skylens.tasks.ask.image_features``)."""
+    """Features of each image path (see ``skylens.models.answerer.image_features``)."""
     from skylens.datasets import load_image
 
     out: dict[str, ImageFeatures] = {}
@@ -448,7 +448,7 @@ def write_card(path: Path, heads: dict[str, AnswerHead], config: dict, command: 
         "the frozen model's features: the joint image embedding (skylens-lite's alignment heads over",
         "EfficientNet-Lite0), the MiniLM embedding of the question, and the 7x7 map of similarity",
         "between the feature map's cells and the asked object's words in the joint space.",
-        "See `skylens/train/vqa.py` for the recipe and `skylens/tasks/ask.py` for answering.",
+        "See `skylens/train/vqa.py` for the recipe and `skylens/models/answerer.py` for answering.",
         "",
         "## Data and split",
         f"{config.get('data', {}).get('dataset', '')}. Split by image: "
