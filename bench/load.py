@@ -2,10 +2,11 @@
 
 Builds (once, cached under bench/work/) an index of N chips for the default model (random unit
 vectors stand in for embeddings: exact search costs the same whatever they hold), starts the
-service in a subprocess on 127.0.0.1 three times — as shipped (micro-batched encoding and exact
-search over the vectors held in memory), with one request at a time (``max_batch=1``), and with
-the vectors left in LanceDB (``memory_mb=0``: one ANN search per query) — and drives it with C
-concurrent clients for S seconds each, every query a different text. Reports requests/s, p50/p99
+service in a subprocess on 127.0.0.1 four times — as shipped (micro-batched encoding and exact
+search over the vectors held in memory, one thread per model call, a batch per core), the same
+with every model call on all cores (``--threads``), with one request at a time (``max_batch=1``),
+and with the vectors left in LanceDB (``memory_mb=0``: one ANN search per query) — and drives
+it with C concurrent clients for S seconds each, every query a different text. Reports requests/s, p50/p99
 latency and errors; writes ``bench/results/load.json``.
 
 To say where the time goes it also measures, in the same run, the parts of a request on their
@@ -41,7 +42,11 @@ WORK = ROOT / "bench" / "work" / "load"
 SERVER = """
 import sys, uvicorn
 from skylens.service import create_app
-app = create_app(sys.argv[1], max_batch=int(sys.argv[3]), memory_mb=float(sys.argv[4]))
+from skylens.service.batching import configure_threads
+parallel = configure_threads(int(sys.argv[5]))  # as `skylens serve --threads N` does
+app = create_app(
+    sys.argv[1], max_batch=int(sys.argv[3]), memory_mb=float(sys.argv[4]), parallel_batches=parallel
+)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 PART_SECONDS = 10.0  # time spent measuring each part alone
@@ -146,10 +151,21 @@ async def drive(url: str, clients: int, seconds: float) -> dict:
     }
 
 
-def run_server(index: Path, max_batch: int, memory_mb: float, clients: int, seconds: float) -> dict:
+def run_server(
+    index: Path, max_batch: int, memory_mb: float, threads: int, clients: int, seconds: float
+) -> dict:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(index), str(port), str(max_batch), str(memory_mb)]
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(index),
+            str(port),
+            str(max_batch),
+            str(memory_mb),
+            str(threads),
+        ]
     )
     try:
         import httpx
@@ -265,13 +281,15 @@ def main() -> None:
     parts = measure_parts(index)
     print("parts", parts, file=sys.stderr)
     loads["after_parts"] = load_average()
-    phases = (
-        ("micro_batched", 64, 2048.0),  # the default service
-        ("one_at_a_time", 1, 2048.0),  # no batching: one encoder call and one search per query
-        ("lancedb_only", 64, 0.0),  # batched encoder, one LanceDB ANN search per query
+    cores = os.cpu_count() or 1
+    phases = (  # name, max_batch, memory_mb, threads per model call
+        ("micro_batched", 64, 2048.0, 1),  # the default service (`skylens serve`)
+        ("micro_batched_all_threads", 64, 2048.0, cores),  # `--threads <cores>`: pools contend
+        ("one_at_a_time", 1, 2048.0, 1),  # no batching: one encoder call and one search per query
+        ("lancedb_only", 64, 0.0, 1),  # batched encoder, one LanceDB ANN search per query
     )
-    for name, max_batch, memory_mb in phases:
-        results[name] = run_server(index, max_batch, memory_mb, args.clients, args.seconds)
+    for name, max_batch, memory_mb, threads in phases:
+        results[name] = run_server(index, max_batch, memory_mb, threads, args.clients, args.seconds)
         loads[f"after_{name}"] = load_average()
         print(name, results[name], file=sys.stderr)
     out = {

@@ -264,7 +264,8 @@ def table_load() -> str:
     if not r:
         return "_not measured yet: run `python bench/load.py`_"
     labels = {
-        "micro_batched": "as shipped: batched encoding + batched exact search in memory",
+        "micro_batched": "as shipped: batched encoding + batched exact search in memory, 1 thread per model call",
+        "micro_batched_all_threads": "the same, every model call on all cores (`--threads 2`)",
         "one_at_a_time": "one request at a time (`max_batch=1`), vectors in memory",
         "lancedb_only": "vectors left in LanceDB (`memory_mb=0`): one ANN search per query",
     }

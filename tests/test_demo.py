@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 
 from skylens.demo import QUESTIONS, describe, write_report
-from skylens.models.base import Answerer, Captioner, ModelCard
 from skylens.models.answerer import Answer, question_kind
+from skylens.models.base import Answerer, Captioner, ModelCard
 
 
 class BrightnessModel(Captioner, Answerer):

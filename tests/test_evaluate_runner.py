@@ -19,8 +19,8 @@ from skylens.cli import app
 from skylens.datasets import get_dataset
 from skylens.errors import CapabilityError
 from skylens.evaluate.runner import require, run, run_caption, run_vqa
-from skylens.models.base import Answerer, Captioner, ModelCard, register_backend, unregister_backend
 from skylens.models.answerer import Answer, question_kind
+from skylens.models.base import Answerer, Captioner, ModelCard, register_backend, unregister_backend
 
 DATA = Path(__file__).parent / "data"
 

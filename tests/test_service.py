@@ -9,6 +9,7 @@ import asyncio
 import base64
 import dataclasses
 import io
+import os
 from pathlib import Path
 
 import httpx
@@ -24,11 +25,11 @@ import skylens
 from skylens.errors import CapabilityError
 from skylens.index.ingest import ingest
 from skylens.index.store import ChipIndex
+from skylens.models.answerer import Answer
 from skylens.models.base import Answerer, Captioner, register_backend, unregister_backend
 from skylens.service import create_app
 from skylens.service.batching import TextBatcher
 from skylens.service.safety import resolve_under_roots, sniff_image, token_matches
-from skylens.models.answerer import Answer
 
 COL = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (20, 30, 210)}
 
@@ -485,7 +486,41 @@ def test_text_search_falls_back_to_lancedb_when_vectors_outgrow_memory(index_dir
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-def test_serve_command_builds_the_app_and_runs_uvicorn(index_dir, archive, monkeypatch):
+@pytest.fixture
+def keep_threads(monkeypatch):
+    """Undo ``configure_threads`` (process-wide) so later tests keep their threads."""
+    import threadpoolctl
+    import torch
+
+    monkeypatch.delenv("SKYLENS_THREADS", raising=False)  # restored at teardown
+    torch_threads = torch.get_num_threads()
+    blas = {lib["prefix"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()}
+    yield
+    torch.set_num_threads(torch_threads)
+    threadpoolctl.threadpool_limits(limits=blas)
+
+
+def test_configure_threads_sets_every_pool_and_sizes_the_batches(keep_threads, monkeypatch):
+    import threadpoolctl
+    import torch
+
+    from skylens.service.batching import MAX_PARALLEL_BATCHES, configure_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert configure_threads(4) == 4  # 16 cores / 4 threads per call
+    assert torch.get_num_threads() == 4 and os.environ["SKYLENS_THREADS"] == "4"
+    assert configure_threads(1) == MAX_PARALLEL_BATCHES  # capped
+    assert torch.get_num_threads() == 1
+    assert all(lib["num_threads"] == 1 for lib in threadpoolctl.threadpool_info())
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert configure_threads(2) == 2  # never fewer than two: encode one while searching another
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        configure_threads(0)
+
+
+def test_serve_command_builds_the_app_and_runs_uvicorn(
+    index_dir, archive, monkeypatch, keep_threads
+):
     import typer
     import uvicorn
 
@@ -503,8 +538,14 @@ def test_serve_command_builds_the_app_and_runs_uvicorn(index_dir, archive, monke
     assert res.exit_code == 0, res.output
     assert seen["port"] == 8123 and seen["host"] == "127.0.0.1"
     assert TestClient(seen["app"]).get("/api/health").json()["index"] is True
+    assert seen["app"].state.skylens.searcher.max_inflight >= 2
+    import torch
+
+    assert torch.get_num_threads() == 1  # --threads 1, the default
     bad = runner.invoke(cli, ["serve", "--index", str(archive / "nope")])
     assert bad.exit_code == 2 and "not a skylens index" in bad.output
+    bad = runner.invoke(cli, ["serve", "--index", str(index_dir), "--threads", "0"])
+    assert bad.exit_code == 2 and "--threads must be 1 or more" in bad.output
 
 
 # -- ask ----------------------------------------------------------------------------------------

@@ -40,16 +40,27 @@ def serve(
             "searches in exact batches (0: search LanceDB only)."
         ),
     ] = 2048.0,
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="CPU threads per model call. 1 (default) runs one batch of requests per core, "
+            "best under load; raise it when one user runs large change or localize jobs."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web page; SKYLENS_API_TOKEN sets a bearer token."""
     uvicorn = lazy_import("uvicorn", "serve")
     lazy_import("fastapi", "serve")
     from skylens.service import create_app
+    from skylens.service.batching import configure_threads
 
     if max_upload_mb <= 0:
         raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
     if memory_mb < 0:
         raise InputError(f"--memory-mb must be 0 or more, got {memory_mb}")
+    if threads < 1:
+        raise InputError(f"--threads must be 1 or more, got {threads}")
+    parallel_batches = configure_threads(threads)
     app = create_app(
         index,
         model=model,
@@ -57,6 +68,7 @@ def serve(
         cors_origins=cors_origin or (),
         max_upload_bytes=int(max_upload_mb * 2**20),
         memory_mb=memory_mb,
+        parallel_batches=parallel_batches,
     )
     typer.echo(f"skylens serving on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skylens.errors import CapabilityError, InputError, NotFoundError, SkylensError
 from skylens.index.memory import DEFAULT_MAX_BYTES, MemoryVectors
 from skylens.index.store import MAX_K, ChipIndex, SearchHit
+from skylens.models.answerer import check_question
 from skylens.models.base import Answerer, Captioner, ImageTextEncoder, Model, available, load
 from skylens.service.batching import MicroBatcher, TextBatcher
 from skylens.service.chips import chip_thumbnail_png
@@ -45,7 +46,6 @@ from skylens.service.safety import (
     saved_upload,
     token_matches,
 )
-from skylens.models.answerer import check_question
 from skylens.tasks.ask import ask_image
 from skylens.tasks.change import change
 from skylens.tasks.classify import Classification, classify_arrays, parse_labels
@@ -99,6 +99,7 @@ class ServiceState:
         max_batch: int,
         max_searches: int = 4,
         memory_bytes: int = DEFAULT_MAX_BYTES,
+        parallel_batches: int = 2,
     ) -> None:
         self.index = index
         # unfiltered text searches are scored in batches against the vectors held in memory
@@ -120,9 +121,12 @@ class ServiceState:
             max_wait_s=batch_wait_s,
             max_batch=max_batch,
         )
-        # two batches at once: one encodes its texts while the other multiplies (bench/load.py)
+        # several batches at once (at least two: one encodes its texts while another multiplies)
         self.searcher: MicroBatcher[tuple[str, int], list] = MicroBatcher(
-            self._search_batch, max_wait_s=batch_wait_s, max_batch=max_batch, max_inflight=2
+            self._search_batch,
+            max_wait_s=batch_wait_s,
+            max_batch=max_batch,
+            max_inflight=parallel_batches,
         )
 
     def model(self) -> Model:
@@ -232,6 +236,7 @@ def create_app(
     max_batch: int = 64,
     max_searches: int = 4,
     memory_mb: float = DEFAULT_MAX_BYTES / 2**20,
+    parallel_batches: int = 2,
 ) -> FastAPI:
     """Build the service.
 
@@ -248,6 +253,8 @@ def create_app(
         max_searches: index searches run at once; later ones queue (LanceDB parallelises each).
         memory_mb: hold the index's vectors in memory, up to this many MiB, and answer
             unfiltered text searches in exact batches from there (0: always search LanceDB).
+        parallel_batches: text-search batches computed at once (``configure_threads`` says
+            how many suit the process's threads); later batches wait and grow meanwhile.
 
     Raises:
         NotFoundError: ``index_dir`` is not an index.
@@ -259,7 +266,13 @@ def create_app(
     if memory_mb < 0:
         raise InputError(f"memory_mb must be >= 0, got {memory_mb}")
     state = ServiceState(
-        index, model_name, batch_wait_s, max_batch, max_searches, int(memory_mb * 2**20)
+        index,
+        model_name,
+        batch_wait_s,
+        max_batch,
+        max_searches,
+        int(memory_mb * 2**20),
+        parallel_batches,
     )
     token = token if token is not None else os.environ.get("SKYLENS_API_TOKEN")
     token = token or None

@@ -13,6 +13,7 @@ next keeps filling instead of many small batches fighting over the CPU.
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,31 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 EncodeFn = Callable[[Sequence[str]], np.ndarray]
+MAX_PARALLEL_BATCHES = 8
+
+
+def configure_threads(threads: int = 1) -> int:
+    """Give each model call in this process ``threads`` CPU threads; return how many batches
+    the service should run at once to keep the cores busy.
+
+    A server under load has many requests: a batch per core, each on one thread, beats every
+    batch spreading over all cores, where the thread pools of onnxruntime, torch and BLAS spin
+    against each other (``bench/load.py``: about 40% less CPU per text search on 2 cores). A
+    single large request (a change map of a big scene) then runs on ``threads`` cores; raise it
+    for a service with one user. Process-wide: call it in the serving process, before the model
+    loads (onnxruntime sessions read ``SKYLENS_THREADS`` when they are created).
+    """
+    import threadpoolctl
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    os.environ["SKYLENS_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    threadpoolctl.threadpool_limits(threads)  # numpy's BLAS, from now on
+    return max(2, min(MAX_PARALLEL_BATCHES, (os.cpu_count() or 1) // threads))
+
+
 T = TypeVar("T", bound=Hashable)
 R = TypeVar("R")
 
