@@ -45,7 +45,11 @@ from skylens.service import create_app
 from skylens.service.batching import configure_threads
 parallel = configure_threads(int(sys.argv[5]))  # as `skylens serve --threads N` does
 app = create_app(
-    sys.argv[1], max_batch=int(sys.argv[3]), memory_mb=float(sys.argv[4]), parallel_batches=parallel
+    sys.argv[1],
+    max_batch=int(sys.argv[3]),
+    memory_mb=float(sys.argv[4]),
+    parallel_batches=parallel,
+    warm_start=True,
 )
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """

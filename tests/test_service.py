@@ -101,6 +101,35 @@ def test_health_and_index_stats(client):
     assert stats["rows"] == 4 and stats["model"] == "fake"
 
 
+def test_warm_start_loads_model_and_vectors_before_the_first_request(index_dir):
+    import gc
+
+    app = create_app(index_dir, token="", warm_start=True)
+    state = app.state.skylens
+    assert state._model is None and state.memory.loads == 0  # nothing before start-up
+    try:
+        with TestClient(app) as c:  # runs the lifespan: start-up happens here
+            assert state._model is not None and state.memory.loads == 1
+            assert gc.get_freeze_count() > 0
+            hits = c.get("/api/search", params={"q": "red"}).json()["hits"]
+            assert hits and state.memory.loads == 1  # the first search reused them
+    finally:
+        gc.unfreeze()  # a test process is not a server: let later tests collect as usual
+
+
+def test_warm_start_with_vectors_over_the_limit_serves_from_lancedb(index_dir, caplog):
+    import gc
+
+    app = create_app(index_dir, token="", warm_start=True, memory_mb=1e-6)
+    try:
+        with TestClient(app) as c:
+            assert app.state.skylens.memory is None
+            assert "text searches go to LanceDB" in caplog.text
+            assert c.get("/api/search", params={"q": "red"}).json()["hits"]
+    finally:
+        gc.unfreeze()
+
+
 def test_index_stats_are_recomputed_only_when_the_index_changed(tmp_path, monkeypatch):
     enc = skylens.load("fake")
     d = tmp_path / "index"

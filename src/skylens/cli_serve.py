@@ -69,6 +69,7 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 2**20),
         memory_mb=memory_mb,
         parallel_batches=parallel_batches,
+        warm_start=True,  # the model and vectors load before the first request is accepted
     )
     typer.echo(f"skylens serving on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -72,6 +72,14 @@ class MemoryVectors:
     def fits(self) -> bool:
         return self.nbytes_needed() <= self.max_bytes
 
+    def load(self) -> int:
+        """Load the vectors now (they load on the first search otherwise); returns the rows held.
+
+        Raises:
+            InputError: they need more than ``max_bytes``.
+        """
+        return len(self._current().ids)
+
     def _current(self) -> _Snapshot:
         """The snapshot of the table's current version, loading it when the table changed."""
         table = self.index._table
