@@ -72,7 +72,7 @@ def test_a_stale_snapshot_is_caught_by_the_ids(filled):
     filled.search_many(queries, k=4, memory=mem)
     old = mem._snap
     filled.compact()
-    mem._snap = dataclasses.replace(old, version=int(filled._table.version))
+    mem._snap = dataclasses.replace(old, version=filled.version)
     _same(filled, filled.search_many(queries, k=4, memory=mem), queries, 4)
     assert mem._snap is not old and mem.loads == 2
 

@@ -82,14 +82,13 @@ class MemoryVectors:
 
     def _current(self) -> _Snapshot:
         """The snapshot of the table's current version, loading it when the table changed."""
-        table = self.index._table
-        version = int(table.version)
+        version = self.index.version
         snap = self._snap
         if snap is not None and snap.version == version:
             return snap
         with self._lock:
             snap = self._snap
-            version = int(table.version)
+            version = self.index.version
             if snap is None or snap.version != version:
                 snap = self._load(version)
                 self._snap = snap

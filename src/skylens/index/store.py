@@ -757,6 +757,12 @@ class ChipIndex:
         """Number of chips stored."""
         return self._table.count_rows()
 
+    @property
+    def version(self) -> int:
+        """The table's version: it changes with every write (add, delete, compaction, index
+        build) by this or another process, so anything derived from the rows can key on it."""
+        return int(self._table.version)
+
     def search(
         self,
         vector: np.ndarray,
@@ -993,7 +999,7 @@ class ChipIndex:
             "has_caption_index": self.has_caption_index(),
             "ann": self.meta.get("ann"),
             "fragments": int(table["fragment_stats"]["num_fragments"]),
-            "version": int(self._table.version),
+            "version": self.version,
             "created": self.meta.get("created"),
             "schema_version": self.meta.get("schema_version"),
             "bytes_live": int(table["total_bytes"]),

@@ -198,7 +198,7 @@ class ServiceState:
         page asks for them on every load.
         """
         idx = self.require_index()
-        version = int(idx._table.version)
+        version = idx.version
         cached = self._stats
         if cached is None or cached[0] != version:
             cached = self._stats = (version, idx.stats())
