@@ -1,7 +1,7 @@
 """MemoryVectors: exact batched search over an index's vectors held in memory.
 
 Checked against LanceDB's own exact search on seeded random vectors, through adds, compaction
-(row ids move) and a stale snapshot, with the memory limit and bad queries refused.
+(row ids move), a snapshot that reads nothing from disk, int8 and bfloat16 candidate passes, with the memory limit and bad queries refused.
 """
 
 from __future__ import annotations
@@ -65,16 +65,20 @@ def test_added_chips_are_seen_and_compaction_moves_nothing_wrong(filled, tmp_pat
     assert mem.loads == 3
 
 
-def test_a_stale_snapshot_is_caught_by_the_ids(filled):
-    """Rows that moved without the version check noticing are found out, reloaded, answered."""
+def test_a_search_answers_from_its_snapshot_and_reads_nothing_from_disk(filled, monkeypatch):
+    """Metadata comes with the vectors: a search neither reads rows nor mixes two versions."""
     mem = MemoryVectors(filled)
     queries = unit(np.random.default_rng(3), 3)
-    filled.search_many(queries, k=4, memory=mem)
-    old = mem._snap
-    filled.compact()
-    mem._snap = dataclasses.replace(old, version=filled.version)
-    _same(filled, filled.search_many(queries, k=4, memory=mem), queries, 4)
-    assert mem._snap is not old and mem.loads == 2
+    want = filled.search_many(queries, k=4, memory=mem)
+    snap = mem._snap
+    filled.compact()  # rewrites the files: a row-id lookup into the new files would now miss
+    monkeypatch.setattr(type(filled), "version", property(lambda self: snap.version))
+    monkeypatch.setattr(type(filled._table), "take_row_ids", None, raising=False)
+    got = filled.search_many(queries, k=4, memory=mem)
+    assert mem._snap is snap and mem.loads == 1
+    assert [[dataclasses.asdict(h) for h in hs] for hs in got] == [
+        [dataclasses.asdict(h) for h in hs] for hs in want
+    ]
 
 
 def test_limits_and_bad_queries(filled, tmp_path):
@@ -105,34 +109,89 @@ def test_empty_index(tmp_path):
     assert got == [[], []]
 
 
-def test_bfloat16_candidates_rescored_exactly_equal_the_exact_top_k():
-    """The coarse bfloat16 pass only picks candidates; scores and order are exact float32."""
+@pytest.mark.parametrize("kind", ["bf16", "int8"])
+def test_coarse_candidates_rescored_exactly_equal_the_exact_top_k(kind):
+    """The coarse pass only picks candidates; scores and order are exact float32 — also on
+    clustered vectors whose near-ties the low precision cannot separate."""
     import torch
 
-    from skylens.index.memory import _coarse_then_exact
+    from skylens.index.memory import _Bf16Coarse, _coarse_then_exact, _Int8Coarse
 
     rng = np.random.default_rng(11)
-    matrix = torch.from_numpy(unit(rng, 5000, dim=16))
-    queries = torch.from_numpy(unit(rng, 40, dim=16))
-    for k in (1, 10, 50):
-        scores, rows = _coarse_then_exact(queries, matrix.to(torch.bfloat16), matrix, k)
-        want_scores, want_rows = torch.topk(queries @ matrix.T, k, dim=1)
-        assert torch.equal(rows, want_rows)
-        assert torch.allclose(scores, want_scores, atol=1e-6)
+    centres = unit(rng, 8, dim=16)
+    clustered = centres[rng.integers(0, 8, 4000)] + 0.05 * rng.standard_normal((4000, 16))
+    clustered /= np.linalg.norm(clustered, axis=1, keepdims=True)
+    for vectors in (unit(rng, 5000, dim=16), clustered.astype(np.float32)):
+        matrix = torch.from_numpy(vectors)
+        coarse = (_Int8Coarse if kind == "int8" else _Bf16Coarse)(matrix)
+        queries = torch.from_numpy(unit(rng, 40, dim=16))
+        for k in (1, 10, 50):
+            scores, rows = _coarse_then_exact(queries, coarse, matrix, k)
+            want_scores, want_rows = torch.topk(queries @ matrix.T, k, dim=1)
+            assert torch.equal(rows, want_rows)
+            assert torch.allclose(scores, want_scores, atol=1e-6)
 
 
-def test_a_large_index_searched_through_bfloat16_matches_lancedb(tmp_path, monkeypatch):
-    """At >= BF16_MIN_ROWS the bfloat16 copy is used (forced here, whatever this CPU's timing)."""
+def test_int8_copy_ranks_like_float32(monkeypatch):
+    """Per-dimension scales: the integer products, times the query's own scale, track the
+    float32 scores to well under the gap between neighbours — also split into several
+    onnxruntime sessions."""
     import torch
+
+    from skylens.index import memory
+
+    rng = np.random.default_rng(13)
+    matrix = torch.from_numpy(unit(rng, 3000, dim=64))
+    matrix[:, 5] *= 0.01  # a nearly unused dimension keeps its own, finer scale
+    matrix[:, 7] = 0  # and an unused one neither divides by zero nor swamps the query's scale
+    queries = torch.from_numpy(unit(rng, 5, dim=64))
+    exact = (queries @ matrix.T).double()
+    whole = memory._Int8Coarse(matrix)
+    monkeypatch.setattr(memory, "_SHARD_VALUES", 64 * 1000)
+    sharded = memory._Int8Coarse(matrix)
+    assert len(whole._sessions) == 1 and len(sharded._sessions) == 3
+    approx = whole.scores(queries)
+    assert approx.dtype == torch.int32 and approx.shape == (5, 3000)
+    assert torch.equal(sharded.scores(queries), approx)
+    peak = (queries * whole.scale).abs().amax(dim=1, keepdim=True).double()
+    error = torch.abs(approx.double() * peak / 127 - exact)
+    assert error.max() < 0.01 and error.mean() < 0.002
+    # the integer product is exact: the quantised query times the quantised rows
+    rows = torch.round(matrix / torch.where(whole.scale > 0, whole.scale, 1)).to(torch.int32)
+    a = torch.from_numpy(whole.quantise(queries)).to(torch.int32) - 128
+    assert torch.equal(approx, a @ rows.T)
+
+
+@pytest.mark.parametrize("kind", ["bf16", "int8"])
+def test_a_large_index_searched_through_a_coarse_copy_matches_lancedb(tmp_path, monkeypatch, kind):
+    """At >= COARSE_MIN_ROWS a coarse copy is used (forced here, whatever this CPU's timing)."""
 
     from skylens.index import memory
 
     idx = ChipIndex.create_or_open(tmp_path / "big", **MODEL)
     rng = np.random.default_rng(12)
-    idx.add(make_rows(unit(rng, memory.BF16_MIN_ROWS + 100), path="/archive/big.tif"))
-    monkeypatch.setattr(memory, "_bf16_if_faster", lambda m: m.to(torch.bfloat16))
+    idx.add(make_rows(unit(rng, memory.COARSE_MIN_ROWS + 100), path="/archive/big.tif"))
+    chosen = memory._Int8Coarse if kind == "int8" else memory._Bf16Coarse
+    monkeypatch.setattr(memory, "_fastest_coarse", chosen)
     mem = MemoryVectors(idx)
     queries = unit(rng, 6)
     _same(idx, idx.search_many(queries, k=8, memory=mem), queries, 8)
-    assert mem._snap.coarse is not None
-    assert mem.nbytes_needed() == (memory.BF16_MIN_ROWS + 100) * MODEL["embed_dim"] * 6
+    assert mem.coarse_kind == kind
+    assert mem.nbytes_needed() == (memory.COARSE_MIN_ROWS + 100) * MODEL["embed_dim"] * 6
+
+
+def test_the_timed_choice_returns_a_working_copy_or_none():
+    """Whatever this CPU picks, the copy it returns answers like float32."""
+    import torch
+
+    from skylens.index.memory import COARSE_MIN_ROWS, _coarse_then_exact, _fastest_coarse
+
+    rng = np.random.default_rng(14)
+    assert _fastest_coarse(torch.from_numpy(unit(rng, 100, dim=32))) is None  # small: exact
+    matrix = torch.from_numpy(unit(rng, COARSE_MIN_ROWS, dim=32))
+    coarse = _fastest_coarse(matrix)
+    if coarse is not None:
+        assert coarse.kind in ("int8", "bf16")
+        queries = torch.from_numpy(unit(rng, 4, dim=32))
+        _, rows = _coarse_then_exact(queries, coarse, matrix, 5)
+        assert torch.equal(rows, torch.topk(queries @ matrix.T, 5, dim=1).indices)

@@ -10,14 +10,23 @@ exact cosine similarities (recall 1.0, where the ANN index gives ~0.96). This is
 ``IndexFlatIP`` answers batched queries (Johnson et al., "Billion-scale similarity search with
 GPUs", 2017) — a GEMM — here through torch, already a dependency.
 
+A coarse pass finds candidates and float32 re-scores them: the product reads the whole matrix,
+so an int8 copy (a quarter of the bytes, VNNI instructions) or a bfloat16 one picks the
+``max(4k, k + 64)`` best rows per query, whichever is fastest on this CPU (timed at load), and
+their exact scores order the answer — the scalar quantisation + re-ranking of FAISS'
+``IndexScalarQuantizer`` with a refine step.
+
 Only unfiltered vector searches take this path; filters (bbox, time, source) and caption matches
-go to LanceDB, which evaluates them. The vectors are reloaded when the table's version changes
-(another process added chips, or ``compact`` rewrote the files), and every hit is checked against
-the id held in memory, so a stale cache never returns another chip's metadata.
+go to LanceDB, which evaluates them. The vectors and the metadata hits carry are read together
+in one scan, so a search answers from one consistent snapshot and reads nothing from disk; the
+snapshot is reloaded when the table's version changes (another process added chips, or
+``compact`` rewrote the files).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,44 +38,153 @@ from skylens.errors import InputError
 if TYPE_CHECKING:
     from skylens.index.store import ChipIndex, SearchHit
 
-DEFAULT_MAX_BYTES = 2 * 1024**3  # 2 GiB: ~460,000 chips of 768-d float32 + bfloat16
-BF16_MIN_ROWS = 4096  # below this a float32 product is fast enough: no bfloat16 copy
+DEFAULT_MAX_BYTES = 2 * 1024**3  # 2 GiB: ~460,000 chips of 768-d float32 + a coarse copy
+COARSE_MIN_ROWS = 4096  # below this a float32 product is fast enough: no coarse copy
+_QUANT_CHUNK = 65536  # rows quantised at a time (bounds the temporary float32 copy)
+_SHARD_VALUES = 1 << 30  # int8 values per onnxruntime session (an ONNX model stays < 2 GiB)
+
+log = logging.getLogger(__name__)
+
+
+class _Bf16Coarse:
+    """The matrix in bfloat16: half the bytes, AVX512-BF16/AMX products where the CPU has them."""
+
+    kind = "bf16"
+
+    def __init__(self, matrix) -> None:
+        import torch
+
+        self.data = matrix.to(torch.bfloat16)
+
+    def scores(self, q):
+        """(B, N) scores of the queries ``q``, ranked as the float32 ones are."""
+        import torch
+
+        return q.to(torch.bfloat16) @ self.data.T
+
+
+class _Int8Coarse:
+    """The matrix in int8, one scale per dimension, multiplied by onnxruntime's
+    ``MatMulInteger`` (a quarter of the bytes; VNNI/AMX int8 kernels, the matrix packed once).
+
+    Rows are ``round(row / scale)``; a query is multiplied by ``scale`` and quantised to int8
+    with its own scale, so its integer products rank the rows as the float32 ones do, to the
+    quantisation error. The matrix is split into sessions of at most ``_SHARD_VALUES`` values
+    (an ONNX model holds under 2 GiB).
+    """
+
+    kind = "int8"
+
+    def __init__(self, matrix) -> None:
+        import onnxruntime as ort
+        import torch
+
+        n, dim = matrix.shape
+        scale = matrix.abs().amax(dim=0) / 127.0  # 0 for an unused dimension: queries drop it
+        divisor = torch.where(scale > 0, scale, torch.ones_like(scale))
+        self.scale = scale
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(os.environ.get("SKYLENS_THREADS", 0)) or (
+            os.cpu_count() or 1
+        )
+        opts.inter_op_num_threads = 1
+        rows = max(1, _SHARD_VALUES // dim)
+        self._sessions = []
+        for start in range(0, max(n, 1), rows):
+            block = np.empty((dim, min(rows, n - start)), np.int8)  # (D, n): B of A @ B
+            for s in range(0, block.shape[1], _QUANT_CHUNK):
+                part = matrix[start + s : start + min(s + _QUANT_CHUNK, block.shape[1])]
+                block[:, s : s + len(part)] = torch.round(part / divisor).clamp(-127, 127).T
+            model = _matmul_integer_model(block).SerializeToString()
+            del block
+            self._sessions.append(
+                ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+            )
+
+    def quantise(self, q) -> np.ndarray:
+        """Queries as uint8 with zero point 128 (``MatMulInteger``'s fast left-hand type)."""
+        import torch
+
+        x = q * self.scale  # the per-dimension scale moves onto the query
+        peak = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+        return (torch.round(x * (127.0 / peak)) + 128).to(torch.uint8).numpy()
+
+    def scores(self, q):
+        """(B, N) int32 scores of the queries ``q`` (unit rows), ranked as the float32 ones."""
+        import torch
+
+        a = self.quantise(q)
+        parts = [session.run(None, {"A": a})[0] for session in self._sessions]
+        return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1))
+
+
+def _matmul_integer_model(block: np.ndarray):
+    """ONNX model ``Y = (A - 128) @ block``: A (batch, D) uint8, block (D, n) int8, Y int32."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    dim, n = block.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B", "zero"], ["Y"])],
+        "coarse_scores",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["batch", dim])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["batch", n])],
+        [
+            numpy_helper.from_array(block, "B"),
+            numpy_helper.from_array(np.array(128, np.uint8), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     version: int
     matrix: object  # torch.Tensor (N, D) float32, rows of unit length (zero rows stay zero)
-    coarse: object | None  # the same in bfloat16 when that multiplies faster here, else None
-    ids: np.ndarray  # (N,) object: the chip ids
-    row_ids: np.ndarray  # (N,) uint64: LanceDB row ids at ``version``
+    coarse: (
+        _Bf16Coarse | _Int8Coarse | None
+    )  # when a low-precision product is faster here, else None
+    meta: object  # pyarrow.Table of SEARCH_COLUMNS, row i = matrix row i
 
 
 class MemoryVectors:
     """The vectors of ``index`` in memory, for exact top-k search of many queries at once.
 
+    The metadata that hits carry (path, window, footprint, ...) is held with them, so a search
+    reads nothing from disk and answers from one consistent snapshot of the table.
+
     Args:
         index: the open chip index.
         max_bytes: refuse (``InputError``) to hold more than this many bytes of vectors.
+        coarse: allow a low-precision copy (int8 or bfloat16, whichever multiplies fastest
+            here) to pick candidates that are then re-scored in float32.
 
     Attributes:
         loads: how many times the vectors were (re)loaded from disk.
     """
 
     def __init__(
-        self, index: ChipIndex, *, max_bytes: int = DEFAULT_MAX_BYTES, use_bf16: bool = True
+        self, index: ChipIndex, *, max_bytes: int = DEFAULT_MAX_BYTES, coarse: bool = True
     ) -> None:
         self.index = index
         self.max_bytes = int(max_bytes)
-        self.use_bf16 = use_bf16
+        self.use_coarse = coarse
         self.loads = 0
         self._snap: _Snapshot | None = None
         self._lock = threading.Lock()
 
+    @property
+    def coarse_kind(self) -> str | None:
+        """ "int8", "bf16" or None (float32 only) in the loaded snapshot; None before loading."""
+        snap = self._snap
+        return snap.coarse.kind if snap is not None and snap.coarse is not None else None
+
     def nbytes_needed(self) -> int:
-        """Bytes the index's vectors may take in memory (float32, plus a bfloat16 copy)."""
+        """Bytes the index's vectors may take in memory: float32, plus at most a bfloat16 copy
+        (an int8 copy takes half that)."""
         rows = self.index.count()
-        per_value = 6 if self.use_bf16 and rows >= BF16_MIN_ROWS else 4
+        per_value = 6 if self.use_coarse and rows >= COARSE_MIN_ROWS else 4
         return rows * self.index.embed_dim * per_value
 
     def fits(self) -> bool:
@@ -78,7 +196,7 @@ class MemoryVectors:
         Raises:
             InputError: they need more than ``max_bytes``.
         """
-        return len(self._current().ids)
+        return self._current().meta.num_rows
 
     def _current(self) -> _Snapshot:
         """The snapshot of the table's current version, loading it when the table changed."""
@@ -97,6 +215,8 @@ class MemoryVectors:
     def _load(self, version: int) -> _Snapshot:
         import torch
 
+        from skylens.index.store import SEARCH_COLUMNS
+
         need = self.nbytes_needed()
         if need > self.max_bytes:
             raise InputError(
@@ -104,12 +224,8 @@ class MemoryVectors:
                 f"the {self.max_bytes / 1024**2:.0f} MiB allowed in memory; raise the limit or "
                 "search through the ANN index"
             )
-        table = (
-            self.index._table.search()
-            .select(["id", "vector"])
-            .with_row_id(True)
-            .limit(None)
-            .to_arrow()
+        table = (  # one read: the vectors and their metadata come from the same version
+            self.index._table.search().select([*SEARCH_COLUMNS, "vector"]).limit(None).to_arrow()
         )
         n = table.num_rows
         dim = self.index.embed_dim
@@ -125,9 +241,8 @@ class MemoryVectors:
         return _Snapshot(
             version=version,
             matrix=exact,
-            coarse=_bf16_if_faster(exact) if self.use_bf16 else None,
-            ids=np.asarray(table.column("id").to_pylist(), dtype=object),
-            row_ids=table.column("_rowid").to_numpy().astype(np.uint64),
+            coarse=_fastest_coarse(exact) if self.use_coarse else None,
+            meta=table.drop_columns(["vector"]).combine_chunks(),
         )
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
@@ -135,22 +250,12 @@ class MemoryVectors:
 
         Scores are exact cosine similarities, as ``ChipIndex.search`` gives them.
         """
-        for _attempt in range(2):
-            snap = self._current()
-            hits = self._search(snap, queries, k)
-            if hits is not None:
-                return hits
-            with self._lock:  # the table changed under us: reload and go again
-                if self._snap is snap:
-                    self._snap = None
-        raise RuntimeError(f"{self.index.directory}: the index kept changing during a search")
-
-    def _search(self, snap: _Snapshot, queries: np.ndarray, k: int) -> list[list[SearchHit]] | None:
         import torch
 
-        from skylens.index.store import SEARCH_COLUMNS, _hit_from_row
+        from skylens.index.store import _hit_from_row
 
-        n = len(snap.ids)
+        snap = self._current()
+        n = snap.meta.num_rows
         if n == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         k = min(int(k), n)
@@ -162,67 +267,66 @@ class MemoryVectors:
                 top_scores, top_rows = _coarse_then_exact(q, snap.coarse, snap.matrix, k)
         top_scores, top_rows = top_scores.numpy(), top_rows.numpy()
         wanted = np.unique(top_rows)
-        rows = (
-            self.index._table.take_row_ids([int(r) for r in snap.row_ids[wanted]])
-            .select(list(SEARCH_COLUMNS))
-            .with_row_id()
-            .to_arrow()
-            .to_pylist()
-        )
-        by_row_id = {r["_rowid"]: r for r in rows}
-        meta = {}
-        for row in wanted:
-            r = by_row_id.get(int(snap.row_ids[row]))
-            if r is None or r["id"] != snap.ids[row]:
-                return None  # rows moved since the snapshot (compaction, deletion)
-            meta[row] = r
+        meta = dict(zip(wanted.tolist(), snap.meta.take(wanted).to_pylist(), strict=True))
         return [
-            [_hit_from_row(meta[row], s) for row, s in zip(rows_q, scores_q, strict=True)]
+            [_hit_from_row(meta[row], s) for row, s in zip(rows_q.tolist(), scores_q, strict=True)]
             for rows_q, scores_q in zip(top_rows, top_scores, strict=True)
         ]
 
 
 def _candidates(k: int, n: int) -> int:
-    """bfloat16 candidates to re-score exactly for ``k`` hits (its 8-bit mantissa reorders
-    near-ties; a wide margin keeps every true top-k hit among the candidates)."""
+    """Coarse candidates to re-score exactly for ``k`` hits (low precision reorders near-ties;
+    a wide margin keeps every true top-k hit among the candidates)."""
     return min(n, max(4 * k, k + 64))
 
 
-def _coarse_then_exact(q, coarse, exact, k: int):
-    """Top ``k`` by exact float32 scores among the best bfloat16 candidates of each query."""
+def _coarse_then_exact(q, coarse: _Bf16Coarse | _Int8Coarse, exact, k: int):
+    """Top ``k`` by exact float32 scores among the best coarse candidates of each query."""
     import torch
 
     c = _candidates(k, exact.shape[0])
-    _, cand = torch.topk(q.to(torch.bfloat16) @ coarse.T, c, dim=1)  # (B, c)
+    _, cand = torch.topk(coarse.scores(q), c, dim=1)  # (B, c)
     rescored = torch.einsum("bd,bcd->bc", q, exact[cand])  # exact scores of the candidates
     top_scores, pos = torch.topk(rescored, k, dim=1)
     return top_scores, torch.gather(cand, 1, pos)
 
 
-def _bf16_if_faster(matrix):
-    """A bfloat16 copy of ``matrix`` when a batched product with it beats float32 here.
+def _fastest_coarse(matrix) -> _Bf16Coarse | _Int8Coarse | None:
+    """The low-precision copy of ``matrix`` that multiplies fastest here, or None when neither
+    beats float32 by 20%.
 
-    The product reads the whole matrix, so halving its bytes halves the time on CPUs with
-    bfloat16 instructions (AVX512-BF16, AMX); elsewhere torch may convert on the fly and lose.
-    Timed once on a slice at load (a few milliseconds).
+    The product reads the whole matrix for every batch: int8 (VNNI) or bfloat16 (AVX512-BF16,
+    AMX) instructions shrink the bytes and raise the arithmetic rate; on CPUs without them the
+    conversions may cost more than they save. Timed once on a slice at load, with a batch of
+    32 queries (what the service batches under load): a few tens of milliseconds.
     """
     import time
 
     import torch
 
-    if matrix.shape[0] < BF16_MIN_ROWS:
+    if matrix.shape[0] < COARSE_MIN_ROWS:
         return None  # small: float32 is fast enough and exact
     part = matrix[:32768]
     q = torch.nn.functional.normalize(torch.ones(32, matrix.shape[1]), dim=1)
+    kinds = {"bf16": _Bf16Coarse, "int8": _Int8Coarse}
+    timings = {}
     with torch.inference_mode():
-        coarse = part.to(torch.bfloat16)
-        timings = {}
-        for name, m, x in (("f32", part, q), ("bf16", coarse, q.to(torch.bfloat16))):
-            x @ m.T  # warm up
+        runs = {"f32": lambda: q @ part.T}
+        for kind, cls in kinds.items():
+            try:
+                copy = cls(part)
+                copy.scores(q)
+            except Exception as exc:  # noqa: BLE001 - a kernel this build lacks: no candidate
+                log.info("no %s candidate pass here: %s", kind, exc)
+                continue
+            runs[kind] = lambda copy=copy: copy.scores(q)
+        for name, run in runs.items():
+            run()  # warm up
             t = time.perf_counter()
             for _ in range(3):
-                x @ m.T
+                run()
             timings[name] = time.perf_counter() - t
-    if timings["bf16"] > 0.8 * timings["f32"]:
+    best = min((k for k in kinds if k in timings), key=timings.__getitem__, default=None)
+    if best is None or timings[best] > 0.8 * timings["f32"]:
         return None
-    return matrix.to(torch.bfloat16)
+    return kinds[best](matrix)
