@@ -12,7 +12,8 @@ latency and errors; writes ``bench/results/load.json``.
 To say where the time goes it also measures, in the same run, the parts of a request on their
 own: one text query through the text tower (ONNX MiniLM, one thread) and a batch of 64, the
 LanceDB search alone (4 threads, as many searches as it can for a few seconds) and the in-memory
-search per query at batches of 1, 16 and 64; and, for each phase, the server process's CPU time per request (all
+search per query at batches of 1, 16, 32 and 64 with its recall@10 against an exact float32
+search; and, for each phase, the server process's CPU time per request (all
 its threads, from /proc). The load average of the machine is recorded before and after each
 phase: on a shared machine other work competes.
 
@@ -255,8 +256,21 @@ def measure_parts(index: Path, seconds: float = PART_SECONDS) -> dict:
     t = time.perf_counter()
     idx.search_many(queries[:1], k=10, memory=memory)
     memory_load_s = time.perf_counter() - t
+    # the candidate pass is approximate (int8 or bfloat16, see skylens.index.memory): recall of
+    # the exact float32 top 10 over every row, for these 64 queries
+    import torch
+
+    snap = memory._current()
+    exact = torch.topk(torch.from_numpy(queries) @ snap.matrix.T, 10, dim=1).indices.numpy()
+    ids = snap.meta.column("id").to_numpy(zero_copy_only=False)
+    got = idx.search_many(queries, k=10, memory=memory)
+    recall = float(
+        np.mean(
+            [len(set(ids[e]) & {h.id for h in g}) / 10 for e, g in zip(exact, got, strict=True)]
+        )
+    )
     per_query = {}
-    for batch in (1, 16, 64):
+    for batch in (1, 16, 32, 64):
         n, t = 0, time.perf_counter()
         while time.perf_counter() < t + seconds / 3:
             idx.search_many(queries[:batch], k=10, memory=memory)
@@ -269,6 +283,8 @@ def measure_parts(index: Path, seconds: float = PART_SECONDS) -> dict:
         "index_ann": idx.stats()["ann"],
         "memory_vectors_load_s": round(memory_load_s, 2),
         "memory_search_ms_per_query_by_batch": per_query,
+        "memory_candidate_pass": memory.coarse_kind or "float32",
+        "memory_recall_at_10_vs_exact": round(recall, 4),
     }
 
 

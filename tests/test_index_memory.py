@@ -150,16 +150,20 @@ def test_int8_copy_ranks_like_float32(monkeypatch):
     monkeypatch.setattr(memory, "_SHARD_VALUES", 64 * 1000)
     sharded = memory._Int8Coarse(matrix)
     assert len(whole._sessions) == 1 and len(sharded._sessions) == 3
-    approx = whole.scores(queries)
-    assert approx.dtype == torch.int32 and approx.shape == (5, 3000)
-    assert torch.equal(sharded.scores(queries), approx)
+    values, rows = whole.top(queries, 3000)  # every row: the whole product, best first
+    assert values.dtype == torch.int32 and rows.shape == (5, 3000)
+    assert torch.all(values[:, :-1] >= values[:, 1:])
+    approx = torch.zeros(5, 3000, dtype=torch.int32).scatter_(1, rows, values)
+    full = sharded.top(queries, 3000)  # three sessions' candidates, merged
+    assert torch.equal(torch.zeros_like(approx).scatter_(1, full[1], full[0]), approx)
+    assert torch.equal(sharded.top(queries, 7)[0], values[:, :7])
     peak = (queries * whole.scale).abs().amax(dim=1, keepdim=True).double()
     error = torch.abs(approx.double() * peak / 127 - exact)
     assert error.max() < 0.01 and error.mean() < 0.002
     # the integer product is exact: the quantised query times the quantised rows
-    rows = torch.round(matrix / torch.where(whole.scale > 0, whole.scale, 1)).to(torch.int32)
+    ints = torch.round(matrix / torch.where(whole.scale > 0, whole.scale, 1)).to(torch.int32)
     a = torch.from_numpy(whole.quantise(queries)).to(torch.int32) - 128
-    assert torch.equal(approx, a @ rows.T)
+    assert torch.equal(approx, a @ ints.T)
 
 
 @pytest.mark.parametrize("kind", ["bf16", "int8"])

@@ -56,11 +56,11 @@ class _Bf16Coarse:
 
         self.data = matrix.to(torch.bfloat16)
 
-    def scores(self, q):
-        """(B, N) scores of the queries ``q``, ranked as the float32 ones are."""
+    def top(self, q, c: int):
+        """The ``c`` best rows for each query in ``q`` (unit rows): (values, rows), each (B, c)."""
         import torch
 
-        return q.to(torch.bfloat16) @ self.data.T
+        return torch.topk(q.to(torch.bfloat16) @ self.data.T, c, dim=1)
 
 
 class _Int8Coarse:
@@ -69,8 +69,9 @@ class _Int8Coarse:
 
     Rows are ``round(row / scale)``; a query is multiplied by ``scale`` and quantised to int8
     with its own scale, so its integer products rank the rows as the float32 ones do, to the
-    quantisation error. The matrix is split into sessions of at most ``_SHARD_VALUES`` values
-    (an ONNX model holds under 2 GiB).
+    quantisation error. The graph ends in a ``TopK``, so only candidates leave onnxruntime. The
+    matrix is split into sessions of at most ``_SHARD_VALUES`` values (an ONNX model holds
+    under 2 GiB); their candidates are merged.
     """
 
     kind = "int8"
@@ -89,17 +90,16 @@ class _Int8Coarse:
         )
         opts.inter_op_num_threads = 1
         rows = max(1, _SHARD_VALUES // dim)
-        self._sessions = []
-        for start in range(0, max(n, 1), rows):
+        self._sessions: list[tuple[int, int, object]] = []  # (first row, rows, session)
+        for start in range(0, n, rows):
             block = np.empty((dim, min(rows, n - start)), np.int8)  # (D, n): B of A @ B
             for s in range(0, block.shape[1], _QUANT_CHUNK):
                 part = matrix[start + s : start + min(s + _QUANT_CHUNK, block.shape[1])]
                 block[:, s : s + len(part)] = torch.round(part / divisor).clamp(-127, 127).T
             model = _matmul_integer_model(block).SerializeToString()
             del block
-            self._sessions.append(
-                ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-            )
+            session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+            self._sessions.append((start, min(rows, n - start), session))
 
     def quantise(self, q) -> np.ndarray:
         """Queries as uint8 with zero point 128 (``MatMulInteger``'s fast left-hand type)."""
@@ -109,25 +109,42 @@ class _Int8Coarse:
         peak = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
         return (torch.round(x * (127.0 / peak)) + 128).to(torch.uint8).numpy()
 
-    def scores(self, q):
-        """(B, N) int32 scores of the queries ``q`` (unit rows), ranked as the float32 ones."""
+    def top(self, q, c: int):
+        """The ``c`` best rows for each query in ``q`` (unit rows): (int32 products, rows)."""
         import torch
 
         a = self.quantise(q)
-        parts = [session.run(None, {"A": a})[0] for session in self._sessions]
-        return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1))
+        values, rows = [], []
+        for start, n, session in self._sessions:
+            v, i = session.run(["V", "I"], {"A": a, "K": np.array([min(c, n)], np.int64)})
+            values.append(torch.from_numpy(v))
+            rows.append(torch.from_numpy(i) + start)
+        if len(values) == 1:
+            return values[0], rows[0]
+        v, pos = torch.topk(torch.cat(values, dim=1), c, dim=1)
+        return v, torch.gather(torch.cat(rows, dim=1), 1, pos)
 
 
 def _matmul_integer_model(block: np.ndarray):
-    """ONNX model ``Y = (A - 128) @ block``: A (batch, D) uint8, block (D, n) int8, Y int32."""
+    """ONNX model: the top ``K`` of ``(A - 128) @ block`` per row of A, as values ``V`` (int32)
+    and column indices ``I``; A (batch, D) uint8, block (D, n) int8."""
     from onnx import TensorProto, helper, numpy_helper
 
     dim, n = block.shape
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "B", "zero"], ["Y"])],
-        "coarse_scores",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["batch", dim])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["batch", n])],
+        [
+            helper.make_node("MatMulInteger", ["A", "B", "zero"], ["Y"]),
+            helper.make_node("TopK", ["Y", "K"], ["V", "I"], axis=1),
+        ],
+        "coarse_candidates",
+        [
+            helper.make_tensor_value_info("A", TensorProto.UINT8, ["batch", dim]),
+            helper.make_tensor_value_info("K", TensorProto.INT64, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("V", TensorProto.INT32, ["batch", "k"]),
+            helper.make_tensor_value_info("I", TensorProto.INT64, ["batch", "k"]),
+        ],
         [
             numpy_helper.from_array(block, "B"),
             numpy_helper.from_array(np.array(128, np.uint8), "zero"),
@@ -285,7 +302,7 @@ def _coarse_then_exact(q, coarse: _Bf16Coarse | _Int8Coarse, exact, k: int):
     import torch
 
     c = _candidates(k, exact.shape[0])
-    _, cand = torch.topk(coarse.scores(q), c, dim=1)  # (B, c)
+    _, cand = coarse.top(q, c)  # (B, c)
     rescored = torch.einsum("bd,bcd->bc", q, exact[cand])  # exact scores of the candidates
     top_scores, pos = torch.topk(rescored, k, dim=1)
     return top_scores, torch.gather(cand, 1, pos)
@@ -311,15 +328,15 @@ def _fastest_coarse(matrix) -> _Bf16Coarse | _Int8Coarse | None:
     kinds = {"bf16": _Bf16Coarse, "int8": _Int8Coarse}
     timings = {}
     with torch.inference_mode():
-        runs = {"f32": lambda: q @ part.T}
+        runs = {"f32": lambda: torch.topk(q @ part.T, 74, dim=1)}
         for kind, cls in kinds.items():
             try:
                 copy = cls(part)
-                copy.scores(q)
+                copy.top(q, 74)
             except Exception as exc:  # noqa: BLE001 - a kernel this build lacks: no candidate
                 log.info("no %s candidate pass here: %s", kind, exc)
                 continue
-            runs[kind] = lambda copy=copy: copy.scores(q)
+            runs[kind] = lambda copy=copy: copy.top(q, 74)
         for name, run in runs.items():
             run()  # warm up
             t = time.perf_counter()
