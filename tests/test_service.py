@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import io
 import os
+import threading
 from pathlib import Path
 
 import httpx
@@ -454,6 +455,47 @@ def test_batcher_fills_the_next_batch_while_the_encoder_is_busy():
     asyncio.run(main())
     # "a" goes at once; the rest queue while it runs and then go in full batches of 3
     assert calls == [["a"], ["b", "c", "d"], ["e", "f"]]
+
+
+def test_batcher_balances_batches_and_collects_after_a_batch_finishes():
+    """Beside a batch in flight, a lone request waits for company (half that batch) or for the
+    batch to finish; after a finish, requests arriving within max_wait_s join the next batch."""
+    from skylens.service.batching import MicroBatcher
+
+    calls: list[list[str]] = []
+    release = threading.Event()
+
+    def run(items):
+        calls.append(list(items))
+        if items[0] == "big0":
+            release.wait(10)  # the first batch stays in flight until the test lets it go
+        return items
+
+    batcher = MicroBatcher(run, max_wait_s=0.01, max_batch=64, max_inflight=2, balance=0.5)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        big = [asyncio.ensure_future(batcher.submit(f"big{i}")) for i in range(6)]
+        await asyncio.sleep(0.05)  # six go together and stay in flight
+        lone = asyncio.ensure_future(batcher.submit("lone"))
+        await asyncio.sleep(0.05)  # waited 5x max_wait_s, but 1 < 6 / 2: still waiting
+        assert calls == [[f"big{i}" for i in range(6)]] and not lone.done()
+        company = [asyncio.ensure_future(batcher.submit(f"c{i}")) for i in range(2)]
+        await asyncio.gather(lone, *company)  # 3 >= 6 / 2: they go beside the big batch
+        assert calls[1] == ["lone", "c0", "c1"] and not any(f.done() for f in big)
+        late = asyncio.ensure_future(batcher.submit("late"))
+        await asyncio.sleep(0.03)
+        assert not late.done()  # 1 < 3: waits for the big batch
+        await loop.run_in_executor(None, release.set)
+        await asyncio.gather(*big)
+        await asyncio.sleep(0)  # the big batch finished: "late" waits max_wait_s for company
+        again = asyncio.ensure_future(batcher.submit("again"))
+        await asyncio.gather(late, again)
+
+    asyncio.run(main())
+    assert calls[2] == ["late", "again"]
+    with pytest.raises(ValueError, match="balance"):
+        MicroBatcher(run, balance=-1)
 
 
 def _by_score(hits: list[dict]) -> list[dict]:
