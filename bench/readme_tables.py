@@ -264,7 +264,7 @@ def table_load() -> str:
     if not r:
         return "_not measured yet: run `python bench/load.py`_"
     labels = {
-        "micro_batched": "as shipped: batched encoding + batched exact search in memory, 1 thread per model call",
+        "micro_batched": "as shipped: batched encoding + batched search of the vectors in memory, 1 thread per model call",
         "micro_batched_all_threads": "the same, every model call on all cores (`--threads 2`)",
         "one_at_a_time": "one request at a time (`max_batch=1`), vectors in memory",
         "lancedb_only": "vectors left in LanceDB (`memory_mb=0`): one ANN search per query",
@@ -279,8 +279,14 @@ def table_load() -> str:
         )
     parts = r["parts"]
     memory = parts.get("memory_search_ms_per_query_by_batch")
+    candidates = parts.get("memory_candidate_pass")
     memory_text = (
-        "; exact search in memory "
+        "; search of the vectors in memory "
+        + (
+            f"({candidates} candidates re-scored in float32, recall@10 {parts['memory_recall_at_10_vs_exact']} against exact) "
+            if candidates
+            else ""
+        )
         + ", ".join(f"{ms} ms per query at batch {b}" for b, ms in memory.items())
         + f" (vectors loaded in {parts['memory_vectors_load_s']} s)"
         if memory

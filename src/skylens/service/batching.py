@@ -32,7 +32,7 @@ def configure_threads(threads: int = 1) -> int:
 
     A server under load has many requests: a batch per core, each on one thread, beats every
     batch spreading over all cores, where the thread pools of onnxruntime, torch and BLAS spin
-    against each other (``bench/load.py`` on 2 cores: 11.48 -> 6.2 ms of CPU per text search). A
+    against each other (``bench/load.py`` on 2 cores: 8.76 -> 3.6 ms of CPU per text search). A
     single large request (a change map of a big scene) then runs on ``threads`` cores; raise it
     for a service with one user. Process-wide: call it in the serving process, before the model
     loads (onnxruntime sessions read ``SKYLENS_THREADS`` when they are created).
