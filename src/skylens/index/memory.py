@@ -26,7 +26,6 @@ snapshot is reloaded when the table's version changes (another process added chi
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -77,18 +76,15 @@ class _Int8Coarse:
     kind = "int8"
 
     def __init__(self, matrix) -> None:
-        import onnxruntime as ort
         import torch
+
+        from skylens.models.towers import default_threads, ort_session
 
         n, dim = matrix.shape
         scale = matrix.abs().amax(dim=0) / 127.0  # 0 for an unused dimension: queries drop it
         divisor = torch.where(scale > 0, scale, torch.ones_like(scale))
         self.scale = scale
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("SKYLENS_THREADS", 0)) or (
-            os.cpu_count() or 1
-        )
-        opts.inter_op_num_threads = 1
+        threads = default_threads()
         rows = max(1, _SHARD_VALUES // dim)
         self._sessions: list[tuple[int, int, object]] = []  # (first row, rows, session)
         for start in range(0, n, rows):
@@ -98,8 +94,7 @@ class _Int8Coarse:
                 block[:, s : s + len(part)] = torch.round(part / divisor).clamp(-127, 127).T
             model = _matmul_integer_model(block).SerializeToString()
             del block
-            session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-            self._sessions.append((start, min(rows, n - start), session))
+            self._sessions.append((start, min(rows, n - start), ort_session(model, threads)))
 
     def quantise(self, q) -> np.ndarray:
         """Queries as uint8 with zero point 128 (``MatMulInteger``'s fast left-hand type)."""
@@ -325,18 +320,19 @@ def _fastest_coarse(matrix) -> _Bf16Coarse | _Int8Coarse | None:
         return None  # small: float32 is fast enough and exact
     part = matrix[:32768]
     q = torch.nn.functional.normalize(torch.ones(32, matrix.shape[1]), dim=1)
+    c = _candidates(10, len(part))  # as for the default k
     kinds = {"bf16": _Bf16Coarse, "int8": _Int8Coarse}
     timings = {}
     with torch.inference_mode():
-        runs = {"f32": lambda: torch.topk(q @ part.T, 74, dim=1)}
+        runs = {"f32": lambda: torch.topk(q @ part.T, c, dim=1)}
         for kind, cls in kinds.items():
             try:
                 copy = cls(part)
-                copy.top(q, 74)
+                copy.top(q, c)
             except Exception as exc:  # noqa: BLE001 - a kernel this build lacks: no candidate
                 log.info("no %s candidate pass here: %s", kind, exc)
                 continue
-            runs[kind] = lambda copy=copy: copy.top(q, 74)
+            runs[kind] = lambda copy=copy: copy.top(q, c)
         for name, run in runs.items():
             run()  # warm up
             t = time.perf_counter()

@@ -109,17 +109,7 @@ class ImageTower:
         onnx_path = cache_dir() / f"efficientnet-lite0-g{GRAPH_VERSION}-{tag}.onnx"
         if not onnx_path.is_file():
             self._export(onnx_path)
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = (
-            threads or int(os.environ.get("SKYLENS_THREADS", 0)) or (os.cpu_count() or 1)
-        )
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(onnx_path), opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort_session(onnx_path, threads or default_threads())
         self.onnx_path = onnx_path
 
     def torch_module(self):
@@ -234,8 +224,8 @@ class TextTower:
         self.onnx_path = cache_dir() / f"minilm-l6-v2-t{TEXT_GRAPH_VERSION}-{self.digest}.onnx"
         if not self.onnx_path.is_file():
             self._export(self.onnx_path)
-        self._threads = threads or int(os.environ.get("SKYLENS_THREADS", 0)) or os.cpu_count() or 1
-        self._small = _ort_session(self.onnx_path, 1)
+        self._threads = threads or default_threads()
+        self._small = ort_session(self.onnx_path, 1)
         self._large = self._small if self._threads == 1 else None
         self._lock = threading.Lock()  # guards the lazy large session only
 
@@ -276,7 +266,7 @@ class TextTower:
             return self._small
         with self._lock:
             if self._large is None:
-                self._large = _ort_session(self.onnx_path, self._threads)
+                self._large = ort_session(self.onnx_path, self._threads)
             return self._large
 
     def encode(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
@@ -326,14 +316,23 @@ def _feeds(encodings) -> dict[str, np.ndarray]:
     }
 
 
-def _ort_session(onnx_path: Path, threads: int):
+def default_threads() -> int:
+    """CPU threads for a model call: ``SKYLENS_THREADS`` (``configure_threads`` sets it), else
+    every core."""
+    return int(os.environ.get("SKYLENS_THREADS", 0)) or os.cpu_count() or 1
+
+
+def ort_session(model: Path | bytes, threads: int):
+    """An onnxruntime CPU session of ``model`` (a file, or a serialized model) on ``threads``
+    intra-op threads, with every graph optimisation."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
 def _minilm_pooled_cls():
