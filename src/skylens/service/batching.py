@@ -60,8 +60,7 @@ class _LoopQueue:
     futures: list[asyncio.Future] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     due: bool = False  # the oldest waiting request has waited max_wait_s
-    inflight: int = 0
-    sizes: list[int] = field(default_factory=list)  # of the batches in flight
+    sizes: list[int] = field(default_factory=list)  # one per batch in flight: its requests
 
 
 class MicroBatcher(Generic[T, R]):
@@ -143,7 +142,7 @@ class MicroBatcher(Generic[T, R]):
         two would keep alternating, big and tiny. The requests that wait go when a batch in
         flight finishes, at the latest.
         """
-        if not q.items or q.inflight >= self.max_inflight:
+        if not q.items or len(q.sizes) >= self.max_inflight:
             return False
         if len(q.items) >= self.max_batch:
             return True
@@ -153,7 +152,6 @@ class MicroBatcher(Generic[T, R]):
         while self._ready(q):
             items, q.items = q.items[: self.max_batch], q.items[self.max_batch :]
             futures, q.futures = q.futures[: self.max_batch], q.futures[self.max_batch :]
-            q.inflight += 1
             q.sizes.append(len(items))
             task = loop.create_task(self._run(loop, q, items, futures))
             self._tasks.add(task)  # keep a reference until done
@@ -174,7 +172,6 @@ class MicroBatcher(Generic[T, R]):
         try:
             await self._run_batch(items, futures)
         finally:
-            q.inflight -= 1
             q.sizes.remove(len(items))
             if q.items and self.max_wait_s > 0:
                 # the callers just answered send their next requests together: collect them for
@@ -213,7 +210,7 @@ class TextBatcher(MicroBatcher[str, np.ndarray]):
 
     Args:
         encode_fn: ``texts -> (N, D)`` array, e.g. ``model.encode_texts``; runs in a worker thread.
-        max_wait_s, max_batch, max_inflight: as for ``MicroBatcher``.
+        max_wait_s, max_batch, max_inflight, balance: as for ``MicroBatcher``.
     """
 
     def __init__(self, encode_fn: EncodeFn, **kwargs) -> None:
