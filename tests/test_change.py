@@ -17,7 +17,7 @@ from rasterio.warp import transform as warp_transform
 from typer.testing import CliRunner
 
 import skylens
-from skylens.cli_geo import register
+from skylens.cli import app as skylens_app
 from skylens.errors import BandError, CapabilityError, GeoError, InputError, ModelError
 from skylens.models.base import ModelCard, TextGenerator, register_backend, unregister_backend
 from skylens.tasks.change import ChangeSession, _union_rectangles, change, compass
@@ -258,9 +258,7 @@ def test_union_rectangles_and_compass():
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
+    return skylens_app
 
 
 def test_cli_change_formats(pair, tmp_path):

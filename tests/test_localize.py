@@ -17,7 +17,7 @@ from rasterio.warp import transform as warp_transform
 from typer.testing import CliRunner
 
 import skylens
-from skylens.cli_geo import register
+from skylens.cli import app as skylens_app
 from skylens.errors import InputError
 from skylens.tasks.localize import localize
 
@@ -139,9 +139,7 @@ def test_reads_windows_only(scene, fake, monkeypatch):
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
+    return skylens_app
 
 
 def test_cli_localize(scene, tmp_path):

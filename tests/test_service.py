@@ -592,16 +592,12 @@ def test_configure_threads_sets_every_pool_and_sizes_the_batches(keep_threads, m
 def test_serve_command_builds_the_app_and_runs_uvicorn(
     index_dir, archive, monkeypatch, keep_threads
 ):
-    import typer
     import uvicorn
 
-    from skylens.cli_serve import register
+    from skylens.cli import app as cli
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    cli = typer.Typer()
-    register(cli)
-    cli.command("noop")(lambda: None)  # a second command keeps "serve" a subcommand
     runner = CliRunner()
     res = runner.invoke(
         cli, ["serve", "--index", str(index_dir), "--port", "8123", "--root", str(archive)]

@@ -1,31 +1,32 @@
 """CLI commands for map-anchored tasks: ``skylens change`` and ``skylens localize``.
 
 Thin faces (STYLE #8): parse, call ``skylens.tasks.change`` / ``skylens.tasks.localize``, format.
-``register(app)`` adds the commands to the main Typer app.
+
 """
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from skylens.cli_errors import friendly
+from skylens.cli.common import emit_json, friendly
+
+app = typer.Typer()
 
 
 class GeoFormat(str, Enum):
+    """The formats change and localize offer (a subset of ``common.OutputFormat``)."""
+
     table = "table"
     json = "json"
     geojson = "geojson"
     html = "html"
 
 
-def _echo_json(data: dict) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
+@app.command("change")
+@friendly
 def change_command(
     before: Path = typer.Argument(..., help="Raster of the earlier date."),
     after: Path = typer.Argument(..., help="Raster of the later date (warped onto BEFORE)."),
@@ -72,12 +73,12 @@ def change_command(
         data = result.to_dict()
         if answer is not None:
             data["answer"] = answer.to_dict()
-        _echo_json(data)
+        emit_json(data)
     elif fmt is GeoFormat.geojson:
         data = result.to_geojson()
         if answer is not None:
             data["properties"]["answer"] = answer.to_dict()
-        _echo_json(data)
+        emit_json(data)
     elif fmt is GeoFormat.html:
         typer.echo(result.to_html(answer=answer), nl=False)
     else:
@@ -106,6 +107,8 @@ def change_command(
         typer.echo(f"change map: {out_png}")
 
 
+@app.command("localize")
+@friendly
 def localize_command(
     scene: Path = typer.Argument(..., help="The scene raster (read by window)."),
     phrase: str = typer.Argument(..., help="What to find, e.g. 'an airport'."),
@@ -124,9 +127,9 @@ def localize_command(
     if out_png is not None:
         result.write_png(out_png)
     if fmt is GeoFormat.json:
-        _echo_json(result.to_dict())
+        emit_json(result.to_dict())
     elif fmt is GeoFormat.geojson:
-        _echo_json(result.to_geojson())
+        emit_json(result.to_geojson())
     elif fmt is GeoFormat.html:
         typer.echo(result.to_html(), nl=False)
     else:
@@ -151,9 +154,3 @@ def localize_command(
             )
         if out_png is not None:
             typer.echo(f"heatmap: {out_png}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``change`` and ``localize`` commands to ``app``."""
-    app.command("change")(friendly(change_command))
-    app.command("localize")(friendly(localize_command))

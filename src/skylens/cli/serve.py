@@ -1,6 +1,6 @@
 """``skylens serve``: run the REST service and web page with uvicorn (``pip install skylens[serve]``).
 
-Registered on the main CLI by ``register(app)``; the command only parses options, builds the app
+The command only parses options, builds the app
 (``skylens.service.create_app``) and hands it to uvicorn (``../shared/STYLE.md`` #8).
 """
 
@@ -12,10 +12,14 @@ from typing import Annotated
 import typer
 
 from skylens._lazy import lazy_import
-from skylens.cli_errors import friendly
+from skylens.cli.common import friendly
 from skylens.errors import InputError
 
+app = typer.Typer()
 
+
+@app.command("serve")
+@friendly
 def serve(
     index: Annotated[
         Path | None,
@@ -73,8 +77,3 @@ def serve(
     )
     typer.echo(f"skylens serving on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``serve`` command to the ``skylens`` Typer app."""
-    app.command("serve")(friendly(serve))
