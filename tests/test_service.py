@@ -544,14 +544,13 @@ def test_concurrent_text_searches_share_one_encoder_call(index_dir, monkeypatch)
         assert got == want
 
 
-def test_text_search_falls_back_to_lancedb_when_vectors_outgrow_memory(index_dir, caplog):
+def test_text_search_goes_to_lancedb_when_vectors_outgrow_memory(index_dir):
     tiny = TestClient(create_app(index_dir, token="", batch_wait_s=0, memory_mb=1e-4))
-    assert tiny.app.state.skylens.memory is not None  # the limit is found out on first use
-    with caplog.at_level("WARNING", logger="skylens.service"):
-        body = tiny.get("/api/search", params={"q": "green", "k": 2}).json()
+    memory = tiny.app.state.skylens.memory
+    assert memory is not None and not memory.fits()
+    body = tiny.get("/api/search", params={"q": "green", "k": 2}).json()
     assert Path(body["hits"][0]["path"]).name == "green.png" and len(body["hits"]) == 2
-    assert tiny.app.state.skylens.memory is None
-    assert "no longer fits" in caplog.text
+    assert memory.loads == 0  # plan_search sent the search to LanceDB's exact scan
     err = _error(tiny.get("/api/search", params={"q": "green", "k": 0}), 422)
     assert "k" in err["message"]
 

@@ -8,7 +8,6 @@ footprints on the map.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from skylens.errors import IndexMismatchError, InputError
 from skylens.imagery import window_thumbnail_png
+from skylens.imagery.render import png_data_url
 from skylens.models.towers import cache_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -86,10 +86,7 @@ def deepforest_images(dest: Path | None = None) -> Path:
 
 def _thumb(path: str, window: Sequence[int], size: int = 160) -> str:
     """A chip as a base64 PNG data URI."""
-    return (
-        "data:image/png;base64,"
-        + base64.b64encode(window_thumbnail_png(path, window, size=size)).decode()
-    )
+    return png_data_url(window_thumbnail_png(path, window, size=size))
 
 
 def _footprint_svg(features: list[dict], width: int = 320, height: int = 220) -> str:

@@ -146,3 +146,25 @@ def to_rgb(
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     out[invalid] = 0
     return out
+
+
+def png_bytes(image, *, optimize: bool = False) -> bytes:
+    """PNG encoding (lossless) of a PIL image or an HxW / HxWx3 uint8 array: the one PNG encoder
+    of skylens (thumbnails, reports, service pictures, model messages)."""
+    import io
+
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=optimize)
+    return buf.getvalue()
+
+
+def png_data_url(image, *, optimize: bool = False) -> str:
+    """``data:image/png;base64,...`` URL of a PIL image, a uint8 array, or PNG bytes."""
+    import base64
+
+    data = image if isinstance(image, bytes) else png_bytes(image, optimize=optimize)
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

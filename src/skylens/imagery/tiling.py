@@ -213,9 +213,9 @@ def window_thumbnail_png(
     size: int = 256,
 ) -> bytes:
     """A pixel window of a raster rendered to RGB, shrunk to at most ``size`` px a side, as PNG."""
-    import io
-
     from PIL import Image
+
+    from skylens.imagery.render import png_bytes
 
     with read_raster(path) as raster:
         chip = Chip(
@@ -228,6 +228,4 @@ def window_thumbnail_png(
         rgb, _ = read_chip(raster, chip, bands=bands, min_valid=0.0)
     image = Image.fromarray(rgb if rgb is not None else np.zeros((8, 8, 3), np.uint8))
     image.thumbnail((size, size))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(image)

@@ -9,13 +9,12 @@ with its position named.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 
 import numpy as np
 
 from skylens.errors import CapabilityError, InputError
+from skylens.imagery import render
 
 ROLES = ("system", "user", "assistant")
 
@@ -109,16 +108,12 @@ def image_message(image: np.ndarray, text: str) -> list[dict]:
 
 def png_bytes(image: np.ndarray) -> bytes:
     """PNG encoding of an RGB uint8 array (lossless, so a server sees exactly these pixels)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(check_image(image)).save(buf, format="PNG")
-    return buf.getvalue()
+    return render.png_bytes(check_image(image))
 
 
 def png_data_url(image: np.ndarray) -> str:
     """``data:image/png;base64,...`` URL of an RGB uint8 array (the OpenAI ``image_url`` form)."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+    return render.png_data_url(check_image(image))
 
 
 def answer_from_reply(question: str, reply: str, model_name: str):

@@ -22,6 +22,7 @@ import numpy as np
 from skylens.errors import ImageReadError, InputError, SkylensError
 
 CHUNK_BYTES = 1 << 20  # uploads are read 1 MiB at a time
+MULTIPART_SLACK = 1 << 20  # bytes of form fields and multipart headers allowed beyond the image
 
 #: (magic bytes at offset 0, kind, suffix GDAL recognises)
 _MAGIC: tuple[tuple[bytes, str, str], ...] = (

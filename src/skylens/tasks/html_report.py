@@ -6,11 +6,9 @@ style sheet is inline, and nothing refers to a resource outside the file.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
-import numpy as np
+from skylens.imagery.render import png_data_url as png_data_uri  # noqa: F401 - reports use it
 
 _STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -35,17 +33,6 @@ def warnings_html(warnings) -> str:
     return (
         "<ul class=warnings>" + "".join(f"<li>warning: {esc(w)}</li>" for w in warnings) + "</ul>"
     )
-
-
-def png_data_uri(image) -> str:
-    """A ``data:image/png;base64,...`` URI of a PIL image or an HxWx3 uint8 array."""
-    from PIL import Image
-
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def html_page(title: str, body: str) -> str:

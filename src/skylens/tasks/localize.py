@@ -30,6 +30,17 @@ from skylens.models.base import ImageTextEncoder, l2_normalize
 from skylens.tasks.change import _as_encoder, _check_tile, heatmap_image
 
 MIN_VALID = 0.5  # chips with less valid (non-nodata) pixels are skipped
+MAX_PHRASE_CHARS = 1000  # as a search text: a phrase, not a document
+
+
+def check_phrase(phrase: str | None) -> str:
+    """The stripped phrase; ``InputError`` when empty or longer than ``MAX_PHRASE_CHARS``."""
+    text = (phrase or "").strip()
+    if not text:
+        raise InputError("the phrase is empty; say what to look for, e.g. 'an airport'")
+    if len(text) > MAX_PHRASE_CHARS:
+        raise InputError(f"the phrase is {len(text)} characters; the limit is {MAX_PHRASE_CHARS}")
+    return text
 
 
 @dataclass
@@ -222,9 +233,7 @@ def localize(
         InputError: empty phrase, tile larger than the scene, bad stride or top.
         BandError, ImageReadError: bad bands or an unreadable raster.
     """
-    text = (phrase or "").strip()
-    if not text:
-        raise InputError("the phrase is empty; say what to look for, e.g. 'an airport'")
+    text = check_phrase(phrase)
     if (
         isinstance(stride, bool)
         or not isinstance(stride, (int, np.integer))

@@ -1,26 +1,56 @@
-"""Search an index by text, by example image, or by vector (``skylens search``).
+"""Search an index by text, by example image, or by vector: the one search path of skylens.
 
-Text search embeds the words and ranks chips by cosine similarity; with ``match_captions`` it is
-a hybrid search that also matches the words against the chips' stored captions (BM25 over
-LanceDB's full-text index, fused with the vector ranking by reciprocal rank; see
+``search_index`` is the only function that searches: the CLI (``skylens search``), the
+service's micro-batched ``/api/search`` and the Python API (``search_text``, ``search_image``,
+``search_texts``) all end there, so they return the same hits for the same query. It decides, in
+one place (``plan_search``):
+
+- **exact or approximate.** An index of up to ``EXACT_MAX_ROWS`` chips is always searched
+  exactly (cosine similarity against every vector that passes the filters); only a larger one
+  uses its ANN index (LanceDB IVF, the ``nprobes``/``refine_factor`` recorded by ``build_ann``,
+  candidates re-scored on the exact vectors). Exactness must not depend on who asks: on 200,000
+  vectors with the ANN built, the CLI (ANN) and the service (exact, in memory) agreed on only
+  54.5 % of top-10 lists before this rule.
+- **where the vectors are scored.** Unfiltered exact searches go to the vectors held in memory
+  when the caller holds them (``hold_vectors``: the service; one matrix product a batch,
+  ``skylens.index.memory``), else to LanceDB's flat scan. Both are exact, so the route changes
+  the speed, never the answer. Filters (bbox, time, source) and caption matches always go to
+  LanceDB, which evaluates them.
+
+With ``caption_text`` the search is hybrid: the words also match the chips' stored captions
+(BM25 over LanceDB's full-text index, fused with the vector ranking by reciprocal rank; see
 ``skylens.index.store``).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from skylens.errors import InputError
-from skylens.index.memory import MemoryVectors
-from skylens.index.store import ChipIndex, SearchHit, hits_to_geojson
+from skylens.index.store import MAX_K, ChipIndex, SearchHit, hits_to_geojson
 from skylens.models.base import ImageTextEncoder, load
 from skylens.tasks.common import load_scene_rgb
 
 MAX_QUERY_CHARS = 1000
+# Up to this many chips every search is exact. A flat scan of 500,000 x 768 float32 vectors is
+# ~1.5 GB read per query by LanceDB (a CLI call) or one matrix product a batch in memory (the
+# service); beyond it the ANN index is what makes search affordable, and then every caller
+# uses it with the same parameters.
+EXACT_MAX_ROWS = 500_000
+# acquisition times are stored as naive UTC; time bounds are clamped to these years, which hold
+# every real acquisition and which the SQL filter prints as four-digit years
+_TIME_MIN = datetime(1000, 1, 1)
+_TIME_MAX = datetime(9000, 1, 1)
+
+Bbox = tuple[float, float, float, float]
+TimeRange = tuple[datetime | None, datetime | None]
 
 
 @dataclass
@@ -38,7 +68,53 @@ class SearchResult:
         return fc
 
 
-def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+@dataclass(frozen=True)
+class SearchFilters:
+    """Which chips a search may return (hashable: queries with equal filters batch together).
+
+    Attributes:
+        bbox: (W, S, E, N) degrees, EPSG:4326; chips whose footprint intersects it.
+        time_range: (after, before) as naive UTC, inclusive; either may be None.
+        source: path prefix or glob of the source files.
+    """
+
+    bbox: Bbox | None = None
+    time_range: TimeRange | None = None
+    source: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        bbox: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        source: str | None = None,
+    ) -> SearchFilters:
+        """Filters from their text forms (CLI options, query parameters); ``InputError`` on
+        anything malformed."""
+        return cls(parse_bbox(bbox), parse_time_range(after, before), source or None)
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.bbox, self.time_range, self.source))
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How ``search_index`` answers a query (``plan_search``).
+
+    Attributes:
+        route: ``memory`` (vectors held by the caller) or ``lancedb``.
+        exact: every candidate scored exactly; False: the ANN index with ``nprobes`` cells
+            searched and ``k * refine_factor`` candidates re-scored exactly.
+    """
+
+    route: Literal["memory", "lancedb"]
+    exact: bool
+    nprobes: int | None = None
+    refine_factor: int | None = None
+
+
+def parse_bbox(text: str | None) -> Bbox | None:
     """``'W,S,E,N'`` in degrees (EPSG:4326) -> tuple; ``InputError`` on anything else."""
     if not text:
         return None
@@ -46,27 +122,44 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
         w, s, e, n = (float(v) for v in text.split(","))
     except ValueError:
         raise InputError(f"bbox must be W,S,E,N in degrees, got '{text[:200]}'") from None
+    if not all(map(math.isfinite, (w, s, e, n))):
+        raise InputError(f"bbox must be finite numbers, got '{text[:200]}'")
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-        raise InputError(f"bbox '{text}' is outside lon -180..180 / lat -90..90 or has S > N")
+        raise InputError(f"bbox '{text[:200]}' is outside lon -180..180 / lat -90..90 or has S > N")
     return (w, s, e, n)
 
 
-def parse_time_range(
-    after: str | None, before: str | None
-) -> tuple[datetime | None, datetime | None] | None:
-    """ISO 8601 ``after``/``before`` (either may be empty) -> time range, or None."""
-    out = []
-    for name, text in (("after", after), ("before", before)):
-        if not text:
-            out.append(None)
-            continue
+def _utc_bound(name: str, text: str) -> datetime:
+    """An ISO 8601 time as naive UTC, clamped to the years ``_TIME_MIN``..``_TIME_MAX`` (every
+    stored time lies inside them, so clamping changes no answer)."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"{name} must be an ISO date like 2016-04-01, got '{text[:100]}'"
+        ) from None
+    if t.tzinfo is not None:
         try:
-            out.append(datetime.fromisoformat(text))
-        except ValueError:
-            raise InputError(
-                f"{name} must be an ISO date like 2016-04-01, got '{text[:100]}'"
-            ) from None
-    return (out[0], out[1]) if any(out) else None
+            t = t.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01+01:00 or 9999-12-31-14:00: before/after all time
+            t = _TIME_MIN if t.year < 5000 else _TIME_MAX
+    return min(max(t, _TIME_MIN), _TIME_MAX)
+
+
+def parse_time_range(after: str | None, before: str | None) -> TimeRange | None:
+    """ISO 8601 ``after``/``before`` (either may be empty) -> naive-UTC time range, or None.
+
+    Extreme dates mean what they say: ``after=0001-01-01T00:00:00+01:00`` excludes nothing,
+    ``before=0001-01-01`` excludes everything.
+
+    Raises:
+        InputError: malformed dates, or ``after`` later than ``before``.
+    """
+    a = _utc_bound("after", after) if after else None
+    b = _utc_bound("before", before) if before else None
+    if a is not None and b is not None and a > b:
+        raise InputError(f"time range: after ({after[:40]}) is later than before ({before[:40]})")
+    return (a, b) if a is not None or b is not None else None
 
 
 def check_query_text(text: str | None) -> str:
@@ -81,6 +174,109 @@ def check_query_text(text: str | None) -> str:
     return text
 
 
+def check_k(k: int) -> int:
+    """``k`` as an int in 1..``MAX_K``; ``InputError`` otherwise (0, negative, too many)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise InputError(f"the number of hits must be between 1 and {MAX_K}, got {k}")
+    return int(k)
+
+
+def open_index(directory: str | Path) -> ChipIndex:
+    """Open an index for searching (``ChipIndex.open``): how faces reach storage.
+
+    Raises:
+        NotFoundError: no index there; IndexMismatchError: a newer schema.
+    """
+    return ChipIndex.open(directory)
+
+
+def hold_vectors(index: ChipIndex, max_bytes: int):
+    """The index's vectors held in memory for batched exact search (``MemoryVectors``), or
+    None when ``max_bytes`` is 0. They load on first use (or ``.load()``)."""
+    from skylens.index.memory import MemoryVectors
+
+    return MemoryVectors(index, max_bytes=max_bytes) if max_bytes > 0 else None
+
+
+def plan_search(
+    index: ChipIndex, filters: SearchFilters | None = None, *, caption_text=None, memory=None
+) -> SearchPlan:
+    """How a search of ``index`` is answered (see the module docstring): the one place that
+    chooses exact or ANN, memory or LanceDB, and the ANN parameters."""
+    rows = index.count()
+    exact = rows <= EXACT_MAX_ROWS or not index.has_ann()
+    if exact:
+        usable = memory is not None and not filters and not caption_text and memory.fits()
+        return SearchPlan("memory" if usable else "lancedb", True)
+    ann = index.meta.get("ann") or index.ann_params(rows)
+    return SearchPlan("lancedb", False, int(ann["nprobes"]), int(ann.get("refine_factor") or 1))
+
+
+def _unit_rows(index: ChipIndex, queries: np.ndarray, model_version: str | None) -> np.ndarray:
+    if model_version is not None and model_version != index.model_version:
+        index.check_model("query model", model_version)
+    q = np.asarray(queries, np.float32)
+    q = q.reshape(1, -1) if q.ndim <= 1 else q
+    if q.ndim != 2 or q.shape[1] != index.embed_dim:
+        raise InputError(
+            f"query vector has {q.shape[-1]} dimensions; the index holds {index.embed_dim}-d "
+            f"vectors of model '{index.model_name}'"
+        )
+    norms = np.linalg.norm(q, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise InputError("query vector is all zeros or not finite")
+    return q / norms
+
+
+def search_index(
+    index: ChipIndex,
+    queries: np.ndarray,
+    *,
+    model_version: str | None,
+    k: int = 10,
+    filters: SearchFilters | None = None,
+    caption_text: str | None = None,
+    memory=None,
+) -> list[list[SearchHit]]:
+    """The ``k`` chips nearest to each query vector, best first: THE search of skylens.
+
+    Args:
+        index: the open index.
+        queries: (N, D) or (D,) query embeddings (normalised here).
+        model_version: version of the model that embedded them (refused when not the index's).
+        k: hits per query, 1..``MAX_K``.
+        filters: bbox / time / source restrictions.
+        caption_text: also match these words against stored captions (hybrid; one query).
+        memory: the index's vectors held in memory (``hold_vectors``), if the caller keeps them.
+
+    Returns:
+        One list of hits per query row; scores are cosine similarities in [-1, 1].
+
+    Raises:
+        InputError: bad k, vector size or filters; IndexMismatchError: another model's query.
+    """
+    k = check_k(k)
+    rows = _unit_rows(index, queries, model_version)
+    filters = filters or SearchFilters()
+    plan = plan_search(index, filters, caption_text=caption_text, memory=memory)
+    if plan.route == "memory":
+        return memory.search(rows, k)
+    return [
+        index.search(
+            row,
+            k=k,
+            bbox=filters.bbox,
+            time_range=filters.time_range,
+            source=filters.source,
+            exact=plan.exact,
+            nprobes=plan.nprobes,
+            refine_factor=plan.refine_factor,
+            text=caption_text,
+        )
+        for row in rows
+    ]
+
+
 def _encoder_for(index: ChipIndex, model: ImageTextEncoder | str | None) -> ImageTextEncoder:
     enc = (
         load(index.model_name)
@@ -91,46 +287,34 @@ def _encoder_for(index: ChipIndex, model: ImageTextEncoder | str | None) -> Imag
     return enc
 
 
-def search_vector(
+def _filters(filters, bbox, time_range, source) -> SearchFilters:
+    if filters is not None:
+        return filters
+    return SearchFilters(bbox, time_range, source or None)
+
+
+def search_texts(
     index: ChipIndex,
-    vector: np.ndarray,
+    texts: Sequence[str],
     *,
-    model_version: str,
+    model: ImageTextEncoder | str | None = None,
     k: int = 10,
-    bbox: tuple[float, float, float, float] | None = None,
-    time_range: tuple[datetime | None, datetime | None] | None = None,
-    source: str | None = None,
-    text: str | None = None,
-) -> list[SearchHit]:
-    """Hits nearest to ``vector``; with ``text``, fused with caption matches (hybrid)."""
-    if k < 1:
-        raise InputError(f"k must be at least 1, got {k}")
-    return index.search(
-        vector,
-        k=k,
-        bbox=bbox,
-        time_range=time_range,
-        source=source,
-        query_model_version=model_version,
-        text=text,
+    filters: SearchFilters | None = None,
+    memory=None,
+) -> list[SearchResult]:
+    """Several text queries in one call: one encoder pass, one ``search_index`` (``--queries``)."""
+    k = check_k(k)
+    checked = [check_query_text(t) for t in texts]
+    enc = _encoder_for(index, model)
+    if not checked:
+        return []
+    unique = list(dict.fromkeys(checked))
+    vectors = enc.encode_texts(unique)
+    hits = search_index(
+        index, vectors, model_version=enc.version, k=k, filters=filters, memory=memory
     )
-
-
-def search_vectors(
-    index: ChipIndex,
-    vectors: np.ndarray,
-    *,
-    model_version: str,
-    k: int = 10,
-    memory: MemoryVectors | None = None,
-) -> list[list[SearchHit]]:
-    """Hits nearest to each row of ``vectors`` (no filters); ``memory`` answers them in one batch.
-
-    See ``ChipIndex.search_many``; the service's micro-batched text search runs through here.
-    """
-    if k < 1:
-        raise InputError(f"k must be at least 1, got {k}")
-    return index.search_many(vectors, k=k, query_model_version=model_version, memory=memory)
+    by_text = dict(zip(unique, hits, strict=True))
+    return [SearchResult(t, enc.name, by_text[t]) for t in checked]
 
 
 def search_text(
@@ -139,29 +323,29 @@ def search_text(
     *,
     model: ImageTextEncoder | str | None = None,
     k: int = 10,
-    bbox: tuple[float, float, float, float] | None = None,
-    time_range: tuple[datetime | None, datetime | None] | None = None,
+    filters: SearchFilters | None = None,
+    bbox: Bbox | None = None,
+    time_range: TimeRange | None = None,
     source: str | None = None,
     match_captions: bool = False,
 ) -> SearchResult:
     """Chips that best match ``text``; the model defaults to the one the index was built with.
 
     Args:
+        filters: the filters as one object, or give ``bbox``/``time_range``/``source``.
         match_captions: also match ``text`` against stored captions (hybrid search; the index
             must hold captions, ``skylens index --caption``).
     """
+    k = check_k(k)
     text = check_query_text(text)
     enc = _encoder_for(index, model)
-    vec = enc.encode_texts([text])[0]
-    hits = search_vector(
+    [hits] = search_index(
         index,
-        vec,
+        enc.encode_texts([text]),
         model_version=enc.version,
         k=k,
-        bbox=bbox,
-        time_range=time_range,
-        source=source,
-        text=text if match_captions else None,
+        filters=_filters(filters, bbox, time_range, source),
+        caption_text=text if match_captions else None,
     )
     return SearchResult(text, enc.name, hits)
 
@@ -173,19 +357,29 @@ def search_image(
     model: ImageTextEncoder | str | None = None,
     k: int = 10,
     bands: str | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
-    time_range: tuple[datetime | None, datetime | None] | None = None,
+    filters: SearchFilters | None = None,
+    bbox: Bbox | None = None,
+    time_range: TimeRange | None = None,
     source: str | None = None,
+    label: str | None = None,
 ) -> SearchResult:
-    """Chips most similar to an example image (a file or an RGB uint8 array)."""
+    """Chips most similar to an example image (a file or an RGB uint8 array).
+
+    Args:
+        label: how the query is named in the result (default: the path, or ``<array>``).
+    """
+    k = check_k(k)
     enc = _encoder_for(index, model)
     if isinstance(image, np.ndarray):
-        rgb, label = image, "<array>"
+        rgb, shown = image, "<array>"
     else:
-        label = str(image)
+        shown = str(image)
         rgb = load_scene_rgb(image, bands=bands)
-    vec = enc.encode_images([rgb])[0]
-    hits = search_vector(
-        index, vec, model_version=enc.version, k=k, bbox=bbox, time_range=time_range, source=source
+    [hits] = search_index(
+        index,
+        enc.encode_images([rgb]),
+        model_version=enc.version,
+        k=k,
+        filters=_filters(filters, bbox, time_range, source),
     )
-    return SearchResult(f"image:{label}", enc.name, hits)
+    return SearchResult(f"image:{label or shown}", enc.name, hits)

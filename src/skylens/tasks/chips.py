@@ -1,4 +1,4 @@
-"""Chip thumbnails for the web page: look a chip up by id and render its window as a PNG.
+"""Chip thumbnails (the web page, reports): look a chip up by id and render its window as a PNG.
 
 The source path comes from the index row, never from the request, so this cannot be pointed at
 an arbitrary file.
