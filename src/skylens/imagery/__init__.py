@@ -26,19 +26,23 @@ from skylens.imagery.tiling import (
     window_starts,
     window_thumbnail_png,
 )
+from skylens.imagery.validity import NoValidPixelsError, has_valid_pixels, require_valid_pixels
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "NoValidPixelsError",
     "RASTER_SUFFIXES",
     "Chip",
     "Raster",
     "file_digest",
+    "has_valid_pixels",
     "iter_image_files",
     "max_pixels_limit",
     "parse_bands",
     "parse_stretch",
     "read_chip",
     "read_raster",
+    "require_valid_pixels",
     "tile",
     "to_rgb",
     "window_geometry",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -240,11 +241,12 @@ class ZeroShotAnswerer:
             obj = presence_object(q) or ""
             z = self.presence_z(image_emb, obj)
             t = self.object_thresholds.get(obj.lower(), self.presence_threshold)
+            p_yes = 0.5 * (1.0 + math.tanh((z - t) / 2))  # sigmoid: a z-score is no probability
             return Answer(
                 q,
                 kind,
                 "yes" if z > t else "no",
-                confidence=round(z, 3),
+                confidence=round(p_yes if z > t else 1.0 - p_yes, 4),
                 reason=f"zero-shot: object '{obj}', z = {z:.2f}, threshold {t:.2f}",
             )
         why = _UNSUPPORTED[kind] + (f" ({self.note})" if self.note else "")

@@ -18,6 +18,7 @@ from fastapi import File, Form, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from skylens.errors import InputError
+from skylens.service.errors import ClientGone
 from skylens.service.safety import (
     AuthError,
     decode_upload,
@@ -102,10 +103,6 @@ async def raster_input(
     data = await read_upload(upload, name, state.config.max_upload_bytes)
     with saved_upload(data, name) as tmp:
         yield tmp, f"upload '{name}'"
-
-
-class ClientGone(Exception):
-    """The client disconnected while its request was being computed."""
 
 
 async def run_cancellable(request: Request, fn: Callable[[threading.Event], T]) -> T:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skylens.errors import SkylensError
@@ -102,9 +102,18 @@ def install_error_handlers(app: FastAPI, scrub: MessageScrubber) -> None:
             headers=exc.headers,
         )
 
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        log.info("client left during %s: its work was cancelled", request.url.path)
+        return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
+
     app.add_exception_handler(SkylensError, skylens_error)
+    app.add_exception_handler(ClientGone, client_gone)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request was being computed."""
 
 
 class SecurityHeaders:

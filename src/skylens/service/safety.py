@@ -22,6 +22,8 @@ import numpy as np
 from skylens.errors import ImageReadError, InputError, SkylensError
 
 CHUNK_BYTES = 1 << 20  # uploads are read 1 MiB at a time
+NAME_MAX_BYTES = 255  # longest file name (one path component) POSIX file systems accept
+PATH_MAX_BYTES = 4096
 MULTIPART_SLACK = 1 << 20  # bytes of form fields and multipart headers allowed beyond the image
 
 #: (magic bytes at offset 0, kind, suffix GDAL recognises)
@@ -168,6 +170,12 @@ def resolve_under_roots(path: str, roots: Sequence[Path]) -> Path:
     shown = path[:200]
     if not path or "\x00" in path:
         raise PathNotAllowedError(f"path '{shown}' is empty or holds a NUL character")
+    too_long = [part for part in Path(path).parts if len(os.fsencode(part)) > NAME_MAX_BYTES]
+    if too_long or len(os.fsencode(path)) > PATH_MAX_BYTES:
+        raise InputError(
+            f"path '{shown}' is too long: a name may hold {NAME_MAX_BYTES} bytes and a path "
+            f"{PATH_MAX_BYTES}"
+        )
     resolved_roots = [Path(r).resolve() for r in roots]
     raw = Path(path)
     try:

@@ -19,8 +19,10 @@ from skylens.tasks.budget import ScanLimits
 from skylens.tasks.search import (
     SearchFilters,
     SearchResult,
+    describe_index,
     hold_vectors,
     open_index,
+    reading,
     search_index,
 )
 
@@ -41,7 +43,8 @@ class ServiceState:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
-        self.index = open_index(config.index) if config.index is not None else None
+        # check=True: a damaged index stops the service at start-up with a clear error
+        self.index = open_index(config.index, check=True) if config.index is not None else None
         self.model_name = config.model or (
             self.index.model_name if self.index is not None else "default"
         )
@@ -168,7 +171,8 @@ class ServiceState:
         self.model()
         if self.memory is not None:
             try:
-                rows = self.memory.load()
+                with reading(self.index):
+                    rows = self.memory.load()
                 log.info("%d vectors of the index held in memory", rows)
             except InputError as exc:
                 log.warning("%s; text searches go to LanceDB", exc)
@@ -184,7 +188,7 @@ class ServiceState:
         version = idx.version
         cached = self._stats
         if cached is None or cached[0] != version:
-            stats = dict(idx.stats())
+            stats = dict(describe_index(idx))
             stats["index"] = idx.directory.name
             cached = self._stats = (version, stats)
         return cached[1]

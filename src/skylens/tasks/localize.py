@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from skylens.errors import InputError
-from skylens.imagery import parse_bands, read_chip, read_raster, window_geometry, window_starts
+from skylens.imagery import (
+    NoValidPixelsError,
+    parse_bands,
+    read_chip,
+    read_raster,
+    window_geometry,
+    window_starts,
+)
 from skylens.imagery import tile as tile_scene
 from skylens.index.embed import embed_stream
 from skylens.models.base import ImageTextEncoder, l2_normalize
@@ -266,6 +273,11 @@ def localize(
         for batch in embed_stream(encoder, windows(), thread_name="skylens-localize-reader"):
             heat[tuple(np.array(batch.payloads).T)] = batch.vectors @ query
         valid = np.isfinite(heat)
+        if not valid.any():
+            raise NoValidPixelsError(
+                f"{raster.path}: no window of {tile} px has {MIN_VALID:.0%} valid pixels "
+                "(all NaN, nodata or masked); nothing to localize"
+            )
         warnings = []
         if skipped:
             warnings.append(
