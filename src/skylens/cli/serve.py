@@ -56,6 +56,7 @@ def serve(
     uvicorn = lazy_import("uvicorn", "serve")
     lazy_import("fastapi", "serve")
     from skylens.service import create_app
+    from skylens.service.app import SHUTDOWN_GRACE_S as GRACE_S
     from skylens.service.batching import configure_threads
 
     if max_upload_mb <= 0:
@@ -76,4 +77,4 @@ def serve(
         warm_start=True,  # the model and vectors load before the first request is accepted
     )
     typer.echo(f"skylens serving on http://{host}:{port}/ (API docs at /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=GRACE_S)

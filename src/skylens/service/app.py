@@ -39,6 +39,11 @@ from skylens.service.safety import MULTIPART_SLACK
 from skylens.service.state import ServiceState
 
 
+# on SIGTERM, requests in flight get this long to finish; then they are cancelled and their
+# work stops at its next batch (``run_cancellable``), so the server exits within seconds
+SHUTDOWN_GRACE_S = 5.0
+
+
 def create_app(config: ServiceConfig | Path | str | None = None, /, **settings: object) -> FastAPI:
     """Build the service.
 
