@@ -129,7 +129,9 @@ def expected_console_errors() -> list[str]:
 
 @pytest.fixture()
 def page(browser, base_url, expected_console_errors):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    # Playwright's wait_for_function evaluates strings, which the page's CSP forbids (no
+    # unsafe-eval); test_the_page_works_under_its_own_csp checks the page with the CSP enforced
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, bypass_csp=True)
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
@@ -372,3 +374,65 @@ def test_localize_view_shows_a_heatmap(page, archive):
     # a PNG has no georeferencing: the panel says so instead of drawing nothing
     assert "Not georeferenced" in page.locator("#localize-footprints").text_content()
     _shot(page, "section:has(#localize-title)", "web_localize.png")
+
+
+def test_search_by_example_image_shows_the_upload_and_the_nearest_chip(page, archive):
+    page.set_input_files("#example", str(archive / "blue.png"))
+    page.wait_for_function(
+        "(i => !i.hidden && i.complete && i.naturalWidth > 0)(document.getElementById('example-preview'))",
+        timeout=TIMEOUT_MS,
+    )  # the upload is shown before it is sent
+    page.click("#image-search-form button[type=submit]")
+    hits = _wait_for_hits(page)
+    assert "blue.png" in hits[0]
+    assert "like blue.png" in page.locator("#search-message").inner_text()
+
+
+def test_a_hit_opens_its_chip_and_details(page):
+    page.fill("#q", "green")
+    page.click("#search-form button[type=submit]")
+    _wait_for_hits(page)
+    page.locator("#grid li").first.click()
+    dialog = page.locator("#hit-dialog")
+    dialog.wait_for(state="visible")
+    details = page.locator("#hit-details").inner_text()
+    assert "green.png" in details and "not georeferenced" in details and "chip id" in details
+    page.wait_for_function(
+        "(i => i.complete && i.naturalWidth > 0)(document.getElementById('hit-image'))",
+        timeout=TIMEOUT_MS,
+    )
+    assert page.locator("#hit-open").get_attribute("href").startswith("blob:")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    page.locator("#grid li").nth(1).focus()
+    page.keyboard.press("Enter")  # from the keyboard too
+    dialog.wait_for(state="visible")
+
+
+def test_the_chosen_image_is_shown(page, archive):
+    page.set_input_files("#image", str(archive / "red.png"))
+    page.wait_for_function(
+        "(i => !i.hidden && i.naturalWidth === 40)(document.getElementById('image-preview'))",
+        timeout=TIMEOUT_MS,
+    )
+    assert "red.png" in page.locator("#image-preview").get_attribute("alt")
+
+
+def test_the_page_works_under_its_own_csp(browser, base_url):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    response = pg.goto(base_url + "/", wait_until="load")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    pg.locator("#status", has_text="Index:").wait_for()
+    pg.fill("#q", "red")
+    pg.click("#search-form button[type=submit]")
+    pg.locator("#grid li").nth(2).wait_for()
+    pg.locator("#grid li").first.click()
+    pg.locator("#hit-dialog").wait_for(state="visible")
+    pg.locator("#hit-details", has_text="red.png").wait_for()
+    context.close()
+    assert not errors, f"errors (CSP violations included) in the browser console: {errors}"

@@ -157,13 +157,86 @@ function showHits(fc) {
       text.append(d);
     }
     li.append(img, text);
+    li.setAttribute("role", "button");
+    li.setAttribute("aria-label", `hit ${i + 1}: open details`);
     li.addEventListener("focus", () => highlight(i));
     li.addEventListener("mouseenter", () => highlight(i));
+    li.addEventListener("click", () => openHit(f, i));
+    li.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); openHit(f, i); }
+    });
     grid.append(li);
     thumbnail(img, f.id);
   });
   drawFootprints("map", fc.features.map((f, i) => [f.geometry, `hit ${i + 1}`]), "No georeferenced hits to draw.", highlight);
 }
+
+// a hit, opened: the chip larger, everything the index knows of it, and its picture
+async function openHit(f, i) {
+  const p = f.properties;
+  const c = centre(f.geometry);
+  const rows = [
+    ["score", p.score.toFixed(4)], ["source", p.path], ["window (x,y,w,h)", p.window.join(", ")],
+    ["lon, lat", c ? `${c[0].toFixed(6)}, ${c[1].toFixed(6)}` : "not georeferenced"],
+    ["CRS", p.crs || "none"], ["acquired", p.acquired || "unknown"], ["chip id", f.id],
+  ];
+  if (p.caption) rows.push(["caption", p.caption]);
+  const dl = $("hit-details");
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt"); dt.textContent = k;
+    const dd = document.createElement("dd"); dd.textContent = v;
+    dl.append(dt, dd);
+  }
+  $("hit-title").textContent = `Hit ${i + 1}`;
+  $("hit-image").alt = `chip ${i + 1} from ${p.path.split("/").pop()}`;
+  $("hit-open").removeAttribute("href");
+  $("hit-dialog").showModal();
+  try {
+    const url = URL.createObjectURL(await api(`/api/chip/${f.id}/thumbnail.png?size=512`));
+    thumbUrls.push(url);
+    $("hit-image").src = url;
+    $("hit-open").href = url;
+  } catch (e) {
+    $("hit-image").alt = "picture unavailable: " + e.message;
+  }
+}
+
+// an uploaded file, shown: a browser decodes JPEG/PNG/WebP; a TIFF shows its name only
+const previewUrls = {};
+function preview(imgId, file) {
+  const img = $(imgId);
+  if (previewUrls[imgId]) URL.revokeObjectURL(previewUrls[imgId]);
+  delete previewUrls[imgId];
+  if (!file) { img.hidden = true; img.removeAttribute("src"); return; }
+  previewUrls[imgId] = URL.createObjectURL(file);
+  img.src = previewUrls[imgId];
+  img.alt = `uploaded ${file.name}`;
+  img.hidden = false;
+  img.onerror = () => { img.hidden = true; };
+}
+for (const [input, img] of [["example", "example-preview"], ["before-file", "before-preview"],
+  ["after-file", "after-preview"], ["scene-file", "scene-preview"]]) {
+  $(input).addEventListener("change", () => preview(img, $(input).files[0]));
+}
+
+$("image-search-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const file = $("example").files[0];
+  if (!file) { say("search-message", "Choose an example image first.", "error"); return; }
+  const form = new FormData();
+  form.append("image", file, file.name);
+  const params = new URLSearchParams({ k: $("k").value, format: "geojson" });
+  if ($("bbox").value.trim()) params.set("bbox", $("bbox").value.trim());
+  say("search-message", "Searching by image…");
+  try {
+    const fc = await api("/api/search/image?" + params, { method: "POST", body: form });
+    showHits(fc);
+    say("search-message", fc.features.length ? `${fc.features.length} chip(s) like ${file.name}.` : "No hits.");
+  } catch (e) {
+    sayFailure("search-message", "Image search", e);
+  }
+});
 
 $("search-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -189,6 +262,7 @@ function chosenImage() {
 
 function showChosen() {
   const f = chosenImage();
+  preview("image-preview", f);
   $("drop-name").textContent = f ? `Chosen: ${f.name}. Classify, caption or ask below.` : "";
 }
 
