@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from skylens.service.batching import configure_threads
 from skylens.service.config import ServiceConfig, config_from_kwargs
 from skylens.service.dependencies import require_token
 from skylens.service.errors import (
@@ -37,7 +39,6 @@ from skylens.service.routes import API, PUBLIC, docs
 from skylens.service.routes.page import STATIC_DIR
 from skylens.service.safety import MULTIPART_SLACK
 from skylens.service.state import ServiceState
-
 
 # on SIGTERM, requests in flight get this long to finish; then they are cancelled and their
 # work stops at its next batch (``run_cancellable``), so the server exits within seconds
@@ -57,6 +58,8 @@ def create_app(config: ServiceConfig | Path | str | None = None, /, **settings: 
         InputError: a setting out of range.
     """
     cfg = config_from_kwargs(config, **settings).resolved()
+    if cfg.threads is not None:  # process-wide, before the model loads
+        cfg = replace(cfg, parallel_batches=configure_threads(cfg.threads))
     state = ServiceState(cfg)
 
     @asynccontextmanager

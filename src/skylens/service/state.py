@@ -23,7 +23,7 @@ from skylens.tasks.search import (
     hold_vectors,
     open_index,
     reading,
-    search_index,
+    search_text_batch,
 )
 
 log = logging.getLogger("skylens.service")
@@ -116,32 +116,14 @@ class ServiceState:
         return SearchResult(text, self.model_name, hits)
 
     def _search_batch(self, queries: list[SearchKey]) -> list[list]:
-        """Hits for (text, k, filters) queries: one encoder call, one ``search_index`` call per
-        distinct filter set (the unfiltered ones as one batch)."""
+        """Hits for a micro-batch of (text, k, filters) queries (``search_text_batch``), in a
+        free search slot."""
         idx = self.require_index()
         enc = self.encoder()
-        texts = list(dict.fromkeys(text for text, _, _ in queries))
-        vectors = enc.encode_texts(texts)
-        row = {text: i for i, text in enumerate(texts)}
-        answers: dict[SearchKey, list] = {}
-        for filters in dict.fromkeys(f for _, _, f in queries):
-            group = [q for q in queries if q[2] == filters]
-            group_texts = list(dict.fromkeys(t for t, _, _ in group))
-            k = max(k for _, k, _ in group)
-            hits = self._search(
-                idx, vectors[[row[t] for t in group_texts]], enc.version, k, filters
-            )
-            by_text = dict(zip(group_texts, hits, strict=True))
-            answers.update({q: by_text[q[0]][: q[1]] for q in group})
-        return [answers[q] for q in queries]
-
-    def _search(self, idx, vectors, version: str, k: int, filters: SearchFilters) -> list:
         with self.search_slots:
             memory = self.memory
             try:
-                return search_index(
-                    idx, vectors, model_version=version, k=k, filters=filters, memory=memory
-                )
+                return search_text_batch(idx, queries, model=enc, memory=memory)
             except InputError:
                 if memory is None or memory.fits():
                     raise
@@ -150,7 +132,7 @@ class ServiceState:
                     memory.max_bytes // MIB,
                 )
                 self.memory = None
-                return search_index(idx, vectors, model_version=version, k=k, filters=filters)
+                return search_text_batch(idx, queries, model=enc)
 
     def run_search(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)`` in a free search slot (call from a worker thread)."""

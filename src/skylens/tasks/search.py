@@ -363,6 +363,40 @@ def search_texts(
     return [SearchResult(t, enc.name, by_text[t]) for t in checked]
 
 
+TextQuery = tuple[str, int, SearchFilters]
+
+
+def search_text_batch(
+    index: ChipIndex, queries: Sequence[TextQuery], *, model: ImageTextEncoder, memory=None
+) -> list[list[SearchHit]]:
+    """Hits for many ``(text, k, filters)`` queries at once (the service's micro-batches): one
+    encoder call for the distinct texts, one ``search_index`` call per distinct filter set.
+
+    Texts must be checked already (``check_query_text``). Returns one hit list per query.
+    """
+    enc = _encoder_for(index, model)
+    texts = list(dict.fromkeys(text for text, _, _ in queries))
+    if not texts:
+        return []
+    vectors = enc.encode_texts(texts)
+    row = {text: i for i, text in enumerate(texts)}
+    answers: dict[TextQuery, list[SearchHit]] = {}
+    for filters in dict.fromkeys(f for _, _, f in queries):
+        group = [q for q in queries if q[2] == filters]
+        group_texts = list(dict.fromkeys(t for t, _, _ in group))
+        hits = search_index(
+            index,
+            vectors[[row[t] for t in group_texts]],
+            model_version=enc.version,
+            k=max(k for _, k, _ in group),
+            filters=filters,
+            memory=memory,
+        )
+        by_text = dict(zip(group_texts, hits, strict=True))
+        answers.update({q: by_text[q[0]][: q[1]] for q in group})
+    return [answers[q] for q in queries]
+
+
 def search_text(
     index: ChipIndex,
     text: str,
