@@ -398,3 +398,13 @@ def test_presence_confidence_is_a_probability():
         answer = answerer.answer(image, "Is there a river?")
         if answer.confidence is not None:
             assert 0.0 <= answer.confidence <= 1.0
+
+
+@pytest.mark.parametrize("top", [0, -3])
+def test_the_classify_task_refuses_top_zero_for_every_face(top):
+    from skylens.tasks.classify import classify_arrays
+
+    with pytest.raises(InputError, match="top must be a positive"):
+        classify_arrays(
+            skylens.load("fake"), [np.full((8, 8, 3), 9, np.uint8)], ["a", "b"], top=top
+        )

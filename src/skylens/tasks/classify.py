@@ -80,7 +80,9 @@ def classify_arrays(
     weights: np.ndarray | None = None,
     temperature: float = 0.01,
 ) -> list[tuple[list[str], list[float]]]:
-    """Top-``top`` (label, probability) for RGB uint8 arrays."""
+    """Top-``top`` (label, probability) for RGB uint8 arrays; ``InputError`` unless top >= 1."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise InputError(f"top must be a positive number of labels, got {top!r}")
     w = zero_shot_weights(model, class_names) if weights is None else weights
     logits = model.encode_images(images) @ w.T / temperature
     logits -= logits.max(1, keepdims=True)
