@@ -198,6 +198,8 @@ def reading(index: ChipIndex | Path | str) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, OSError) as exc:
+        if not isinstance(exc, OSError) and "lance" not in str(exc).lower():
+            raise  # not storage: a bug, reported as one
         folder = Path(index.directory if isinstance(index, ChipIndex) else index)
         log.warning("index %s cannot be read: %s", folder, exc)
         raise IndexDamagedError(
