@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from skylens.service.dependencies import (
@@ -19,6 +18,7 @@ from skylens.service.dependencies import (
     image_input,
     search_filters,
 )
+from skylens.service.pictures import SafeJSONResponse
 from skylens.service.state import ServiceState
 from skylens.tasks.search import SearchFilters, SearchResult, check_query_text, search_image
 
@@ -28,10 +28,10 @@ Filters = Annotated[SearchFilters, Depends(search_filters)]
 FormatQuery = Annotated[Format, Query(description="json or geojson.")]
 
 
-def formatted(result: SearchResult, fmt: str) -> JSONResponse:
+def formatted(result: SearchResult, fmt: str) -> SafeJSONResponse:
     if fmt == "geojson":
-        return JSONResponse(result.to_geojson(), media_type="application/geo+json")
-    return JSONResponse(result.to_dict())
+        return SafeJSONResponse(result.to_geojson(), media_type="application/geo+json")
+    return SafeJSONResponse(result.to_dict())
 
 
 @router.get("/search")
@@ -41,7 +41,7 @@ async def search_by_text(
     filters: Filters,
     k: HitCount = 10,
     format: FormatQuery = "json",
-) -> JSONResponse:
+) -> SafeJSONResponse:
     """Chips that best match a text query (concurrent queries share one encoder call)."""
     state.require_index()
     text = check_query_text(q)
@@ -57,7 +57,7 @@ async def search_by_image(
     image: Annotated[tuple, Depends(image_input)],
     k: HitCount = 10,
     format: FormatQuery = "json",
-) -> JSONResponse:
+) -> SafeJSONResponse:
     """Chips most similar to an example image (an upload or a server-side path)."""
     idx = state.require_index()
     rgb, label = image
