@@ -249,7 +249,13 @@ def plan_search(
     rows = index.count()
     exact = rows <= EXACT_MAX_ROWS or not index.has_ann()
     if exact:
-        usable = memory is not None and not filters and not caption_text and memory.fits()
+        usable = (
+            memory is not None
+            and getattr(memory, "exact", True)  # an approximate searcher (a graph) never answers
+            and not filters  # for an exact search: the CLI could not reproduce it
+            and not caption_text
+            and memory.fits()
+        )
         return SearchPlan("memory" if usable else "lancedb", True)
     ann = index.meta.get("ann") or index.ann_params(rows)
     return SearchPlan("lancedb", False, int(ann["nprobes"]), int(ann.get("refine_factor") or 1))
