@@ -436,3 +436,19 @@ def test_the_page_works_under_its_own_csp(browser, base_url):
     pg.locator("#hit-details", has_text="red.png").wait_for()
     context.close()
     assert not errors, f"errors (CSP violations included) in the browser console: {errors}"
+
+
+def test_the_api_docs_render_offline_under_the_csp(browser, base_url):
+    context = browser.new_context()
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    # only loopback answers: a request to any other host (a CDN) would fail and be reported
+    pg.route("**/*", lambda r: r.continue_() if "127.0.0.1" in r.request.url else r.abort())
+    pg.goto(base_url + "/docs", wait_until="load")
+    pg.locator(".opblock").first.wait_for(timeout=15_000)  # Swagger UI 5 renders OpenAPI 3.1
+    assert pg.locator(".opblock").count() >= 12
+    assert "/api/search" in pg.inner_text("body")
+    context.close()
+    assert not errors, errors

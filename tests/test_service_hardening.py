@@ -383,7 +383,7 @@ def test_valid_pixel_check():
 # -- 5 (user-facing). offline docs, confidences -----------------------------------------------------
 def test_docs_are_served_offline(client):
     html = client.get("/docs").text
-    assert "/docs-assets/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+    assert "/docs-assets/swagger-ui-bundle.js" in html and "cdn" not in html.lower()  # Swagger UI 5
     js = client.get("/docs-assets/swagger-ui-bundle.js")
     assert js.status_code == 200 and len(js.content) > 100_000
     assert client.get("/openapi.json").json()["info"]["title"] == "skylens"

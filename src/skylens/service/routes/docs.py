@@ -1,10 +1,15 @@
 """``/docs``: the OpenAPI docs (Swagger UI) from files installed with skylens, never a CDN.
 
-The Swagger UI files come from the ``swagger-ui-bundle`` package (``pip install skylens[serve]``);
-without it ``/docs`` says which package to install, and ``/openapi.json`` still works.
+The Swagger UI files (5.x: FastAPI writes OpenAPI 3.1, which Swagger UI 4 cannot render) come
+from the ``swagger-ui-py`` package's ``static`` folder (``pip install skylens[serve]``); only the
+files are used, none of its code. Without it ``/docs`` says which package to install, and
+``/openapi.json`` still works.
 """
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -17,19 +22,20 @@ router = APIRouter(include_in_schema=False)
 
 
 def swagger_ui_dir() -> str | None:
-    """The folder of Swagger UI's files, or None when ``swagger-ui-bundle`` is not installed."""
-    try:
-        import swagger_ui_bundle
-    except ImportError:
-        return None
-    return str(swagger_ui_bundle.swagger_ui_path)
+    """The folder of Swagger UI's files, or None when ``swagger-ui-py`` is not installed."""
+    spec = importlib.util.find_spec("swagger_ui")  # located, not imported
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        static = Path(folder) / "static"
+        if (static / "swagger-ui-bundle.js").is_file():
+            return str(static)
+    return None
 
 
 @router.get("/docs")
 async def docs() -> HTMLResponse:
     if swagger_ui_dir() is None:
         return HTMLResponse(
-            "<p>The API docs need Swagger UI's files: <code>pip install swagger-ui-bundle</code> "
+            "<p>The API docs need Swagger UI's files: <code>pip install swagger-ui-py</code> "
             "(part of <code>skylens[serve]</code>). The schema is at "
             '<a href="/openapi.json">/openapi.json</a>.</p>',
             status_code=501,
