@@ -192,6 +192,14 @@ class MemoryVectors:
         snap = self._snap
         return snap.coarse.kind if snap is not None and snap.coarse is not None else None
 
+    @property
+    def rows(self) -> int | None:
+        """Rows of the snapshot held now, None before the first load. Free to ask (no table
+        access), so a search plan can read it on every batch; the snapshot follows the table
+        at the next search."""
+        snap = self._snap
+        return None if snap is None else int(snap.meta.num_rows)
+
     def nbytes_needed(self) -> int:
         """Bytes the index's vectors may take in memory: float32, plus at most a bfloat16 copy
         (an int8 copy takes half that)."""

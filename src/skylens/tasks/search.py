@@ -246,7 +246,10 @@ def plan_search(
 ) -> SearchPlan:
     """How a search of ``index`` is answered (see the module docstring): the one place that
     chooses exact or ANN, memory or LanceDB, and the ANN parameters."""
-    rows = index.count()
+    # vectors already held answer the row count for free: counting the table costs ~1 ms a
+    # call, on every micro-batch of the service (bench/load.py)
+    held = getattr(memory, "rows", None) if memory is not None else None
+    rows = held if held is not None else index.count()
     exact = rows <= EXACT_MAX_ROWS or not index.has_ann()
     if exact:
         usable = (
@@ -254,7 +257,7 @@ def plan_search(
             and getattr(memory, "exact", True)  # an approximate searcher (a graph) never answers
             and not filters  # for an exact search: the CLI could not reproduce it
             and not caption_text
-            and memory.fits()
+            and (held is not None or memory.fits())
         )
         return SearchPlan("memory" if usable else "lancedb", True)
     ann = index.meta.get("ann") or index.ann_params(rows)
