@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,3 +85,29 @@ def shared_data() -> Path:
     if not (root / "ucm_landuse").is_dir():
         pytest.skip(f"real data not found at {root} (set SKYLENS_DATA)")
     return root
+
+
+# The fast tier runs without Java: METEOR and the PTB tokenizer start a JVM (seconds each).
+JAVA_TESTS = os.environ.get("SKYLENS_JAVA_TESTS") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``java`` unless SKYLENS_JAVA_TESTS=1."""
+    if JAVA_TESTS:
+        return
+    skip = pytest.mark.skip(reason="runs Java: set SKYLENS_JAVA_TESTS=1 to include it")
+    for item in items:
+        if item.get_closest_marker("java"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_java_in_the_fast_tier(request, monkeypatch):
+    """Hide ``java`` from code under test (METEOR then reports itself unavailable) unless
+    SKYLENS_JAVA_TESTS=1 or the test is marked ``java``."""
+    if JAVA_TESTS or request.node.get_closest_marker("java"):
+        return
+    which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda cmd, *a, **kw: None if cmd == "java" else which(cmd, *a, **kw)
+    )

@@ -231,6 +231,7 @@ def test_no_change_phrases():
         assert not is_no_change_caption(s), s
 
 
+@pytest.mark.java
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs a Java runtime")
 def test_meteor_through_pycocoevalcap():
@@ -253,6 +254,7 @@ def test_meteor_through_pycocoevalcap():
     assert each[12] > 0.9 > 0.2 > each[13]  # identical vs unrelated sentence
 
 
+@pytest.mark.java
 @pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs a Java runtime")

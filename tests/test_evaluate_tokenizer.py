@@ -88,6 +88,7 @@ def test_tokenize_all_looks_at_the_next_caption():
     assert out == ["near the forest a", "the trees", "near the forest a.", "trees"]
 
 
+@pytest.mark.java
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs a Java runtime")
 def test_agrees_with_pycocoevalcap_ptbtokenizer():
