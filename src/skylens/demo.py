@@ -178,11 +178,10 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Index the demo imagery, run searches and a classification, write ``out_dir/report.html``."""
-    from skylens.index.ingest import ingest
-    from skylens.index.store import ChipIndex
     from skylens.models import load
     from skylens.tasks.classify import classify
-    from skylens.tasks.search import search_text
+    from skylens.tasks.index import index_info
+    from skylens.tasks.search import open_index, search_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = list(images) if images else [deepforest_images()]
@@ -192,27 +191,16 @@ def run_demo(
     extras = [p for p in [*extra, shared_geotiff] if p.exists()]
     log(f"loading model '{model_name}'")
     model = load(model_name)
-    kw = dict(model_name=model.name, model_version=model.version, embed_dim=model.embed_dim)
-    try:
-        index = ChipIndex.create_or_open(out_dir / "index", **kw)
-    except IndexMismatchError:  # the demo owns its folder: rebuild after a model change
-        log(f"{out_dir / 'index'} was built with another model; rebuilding it")
-        shutil.rmtree(out_dir / "index")
-        index = ChipIndex.create_or_open(out_dir / "index", **kw)
     for src in [*sources, *extras]:
-        report = ingest([src], index, model, size=256, overlap=32)
-        log(
-            f"indexed {src.resolve()}: +{report.chips_added} chips ({report.chips_skipped_existing} already there, "
-            f"{report.chips_skipped_nodata} all-nodata) in {report.seconds:.1f} s"
-            + (f"; {len(report.failed)} file(s) unreadable" if report.failed else "")
-        )
+        _index_source(src, out_dir / "index", model_name, log)
+    index = open_index(out_dir / "index")
     searches = []
     for q in QUERIES:
         result = search_text(index, q, model=model, k=6)
         searches.append(result)
         best = result.hits[0] if result.hits else None
         log(
-            f"search '{q}': best {Path(best.path).name if best else '-'} score {best.score:.3f}"
+            f"search '{q}': best {Path(best.path).name} score {best.score:.3f}"
             if best
             else f"search '{q}': no hits"
         )
@@ -236,7 +224,28 @@ def run_demo(
         )
     )
     return write_report(
-        out_dir / "report.html", searches, classifications, index.stats(), described
+        out_dir / "report.html", searches, classifications, index_info(out_dir / "index"), described
+    )
+
+
+def _index_source(src: Path, index_dir: Path, model_name: str, log: Callable[[str], None]) -> None:
+    """Index one source folder (``skylens.tasks.index``); the demo owns its index folder, so an
+    index built with another model is rebuilt."""
+    from skylens.tasks.index import index_images
+
+    try:
+        report = index_images([src], index_dir, model=model_name, ann=False)
+    except InputError as exc:  # e.g. a folder without images: the other sources still count
+        log(f"skipped {src}: {exc}")
+        return
+    except IndexMismatchError:
+        log(f"{index_dir} was built with another model; rebuilding it")
+        shutil.rmtree(index_dir)
+        report = index_images([src], index_dir, model=model_name, ann=False)
+    log(
+        f"indexed {src.resolve()}: +{report.chips_added} chips ({report.chips_present} already "
+        f"there, {report.chips_nodata} all-nodata) in {report.seconds:.1f} s"
+        + (f"; {len(report.failed)} file(s) unreadable" if report.failed else "")
     )
 
 
@@ -250,6 +259,7 @@ def describe(
     from skylens.imagery import iter_image_files
     from skylens.models import Answerer, Captioner
     from skylens.tasks.ask import ask_image
+    from skylens.tasks.caption import caption_arrays
     from skylens.tasks.common import load_scene_rgb
 
     if not isinstance(model, Captioner):
@@ -258,7 +268,7 @@ def describe(
     files = list(iter_image_files(list(sources)))[:limit]
     images = [load_scene_rgb(f) for f in files]
     out = []
-    for f, im, cap in zip(files, images, model.caption_images(images), strict=True):
+    for f, im, cap in zip(files, images, caption_arrays(model, images), strict=True):
         answers = (
             [ask_image(model, im, q) for q in QUESTIONS] if isinstance(model, Answerer) else []
         )

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from skylens.cli.common import check_format, err, friendly, out, progress
+from skylens.cli.common import (
+    OutputFormat,
+    check_format,
+    emit_json,
+    friendly,
+    out,
+    progress,
+    user_text,
+    warn,
+)
 from skylens.errors import InputError
 
 app = typer.Typer()
+
+MAX_QUERIES = 100_000  # lines in a --queries file
 
 
 @app.command("index")
@@ -48,54 +57,55 @@ def index_cmd(
     With --caption, chips get captions that `skylens search --match-captions` matches; chips
     already indexed without a caption get one on a re-run.
     """
-    from skylens.imagery import iter_image_files
-    from skylens.index.ingest import check_captioner, count_chips, ingest
-    from skylens.index.store import ChipIndex
-    from skylens.models import load
+    from skylens.tasks.index import index_images
 
-    enc = load(model)
-    captioner = None
-    if caption or caption_model:
-        captioner = check_captioner(load(caption_model) if caption_model else enc)
-    idx = ChipIndex.create_or_open(
-        index, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
-    )
-    files = list(iter_image_files(paths))
-    total = count_chips(files, tile, overlap)
-    with progress() as bar:
-        task = bar.add_task("embedding chips", total=total, rate="")
-        report = ingest(
-            files,
-            idx,
-            enc,
-            size=tile,
-            overlap=overlap,
-            bands=bands,
-            batch_size=batch,
+    with progress(unit="chips") as bar:
+        task = bar.add_task("embedding chips", total=None, rate="")
+        report = index_images(
+            paths, index, model=model, tile=tile, overlap=overlap, bands=bands, batch=batch,
+            ann=ann, caption=caption, caption_model=caption_model,
+            on_total=lambda n: bar.update(task, total=n),
             progress=lambda n: bar.update(task, advance=n),
-            captioner=captioner,
-        )
-    if ann:
-        idx.build_ann()
-    rate = report.chips_added / report.seconds if report.seconds else 0.0
+        )  # fmt: skip
+    rate = f" ({report.chips_per_s:.1f} chips/s)" if report.chips_per_s else ""
+    failed = f", {len(report.failed)} failed" if report.failed else ""
     out.print(
-        f"indexed {report.files} file(s): {report.chips_added} chips added, "
-        f"{report.chips_skipped_existing} already present, {report.chips_skipped_nodata} all-nodata skipped "
-        f"in {report.seconds:.1f} s ({rate:.1f} chips/s); index {index} holds {idx.count()} chips"
+        f"indexed {report.files_indexed} of {report.files_found} file(s){failed}: "
+        f"{report.chips_added} chips added, {report.chips_present} already present, "
+        f"{report.chips_nodata} all-nodata skipped; {report.chips_embedded} chips through the "
+        f"model in {report.seconds:.1f} s{rate}; index {user_text(index)} holds {report.rows} chips",
+        highlight=False,
     )
-    if captioner is not None:
-        out.print(f"captioned {report.chips_captioned} chip(s) with {captioner.name}")
-    if report.caption_error:
-        err.print(
-            f"[yellow]warning[/] {report.caption_failures} chip(s) stored without caption: "
-            f"{report.caption_error}",
+    if report.caption_model is not None:
+        out.print(
+            f"captioned {report.chips_captioned} chip(s) with {user_text(report.caption_model)}",
             highlight=False,
-            soft_wrap=True,
         )
+    if report.caption_error:
+        warn("warning", f"{report.caption_failures} chip(s) stored without caption: "
+             f"{report.caption_error}")  # fmt: skip
     for f in report.failed:
-        err.print(f"[yellow]skipped[/] {f['error']}", highlight=False, soft_wrap=True)
+        warn("skipped", f["error"])
     if report.failed:
         raise typer.Exit(1)
+
+
+def _read_queries(path: Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file (``--queries``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder; --queries wants a text file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; --queries wants one query a line") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    queries = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not queries:
+        raise InputError(f"{path}: holds no query (one query a line)")
+    if len(queries) > MAX_QUERIES:
+        raise InputError(f"{path}: {len(queries)} queries; the limit is {MAX_QUERIES}")
+    return queries
 
 
 @app.command("search")
@@ -106,6 +116,13 @@ def search_cmd(
     image: Annotated[
         Path | None, typer.Option("--image", help="Search by an example image instead.")
     ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            help="Answer every line of this file (one model load); JSON lines out, one a query.",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("--k", help="Number of hits.")] = 10,
     bbox: Annotated[str | None, typer.Option(help="W,S,E,N in degrees (EPSG:4326).")] = None,
     after: Annotated[str | None, typer.Option(help="Acquired on or after (ISO date).")] = None,
@@ -114,9 +131,10 @@ def search_cmd(
         str | None, typer.Option(help="Only chips whose path starts with this.")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model (defaults to the index's).")] = None,
-    format: Annotated[
-        str, typer.Option("--format", "-f", help="table, json or geojson.")
-    ] = "table",
+    fmt: Annotated[
+        OutputFormat,
+        typer.Option("--format", "-f", help="table, json, geojson or jsonl (one hit a line)."),
+    ] = OutputFormat.table,
     match_captions: Annotated[
         bool,
         typer.Option(
@@ -125,53 +143,68 @@ def search_cmd(
         ),
     ] = False,
 ) -> None:
-    """Find chips by text or by example image."""
-    from skylens.index.store import ChipIndex
-    from skylens.tasks.search import parse_bbox, parse_time_range, search_image, search_text
-
-    fmt = check_format(format, ("table", "json", "geojson"))
-    if (text is None) == (image is None):
-        raise InputError("give either TEXT or --image FILE (not both)")
-    idx = ChipIndex.open(index)
-    window = parse_time_range(after, before)
-    kw = dict(
-        model=model,
-        k=k,
-        bbox=parse_bbox(bbox),
-        time_range=window,
-        source=source,
+    """Find chips by text, by example image, or for every line of a --queries file."""
+    from skylens.tasks.index import index_errors
+    from skylens.tasks.search import (
+        SearchFilters,
+        open_index,
+        search_image,
+        search_text,
+        search_texts,
     )
+
+    if sum(x is not None for x in (text, image, queries)) != 1:
+        raise InputError("give one of TEXT, --image FILE or --queries FILE")
     if match_captions and text is None:
         raise InputError("--match-captions needs TEXT (captions are matched by words)")
-    result = (
-        search_text(idx, text, match_captions=match_captions, **kw)
-        if text is not None
-        else search_image(idx, image, **kw)
-    )
-    if fmt == "json":
-        print(json.dumps(result.to_dict(), indent=2, default=str))
-    elif fmt == "geojson":
-        print(json.dumps(result.to_geojson(), indent=2, default=str))
+    if queries is not None and fmt is OutputFormat.table:
+        fmt = OutputFormat.jsonl  # the only format that holds many answers
+    fmt = check_format(fmt, ("jsonl",) if queries else ("table", "json", "geojson", "jsonl"))
+    lines = _read_queries(queries) if queries is not None else []
+    filters = SearchFilters.parse(bbox, after, before, source)
+    with index_errors(index):
+        idx = open_index(index)
+        if queries is not None:
+            results = search_texts(idx, lines, model=model, k=k, filters=filters)
+        elif image is not None:
+            results = [search_image(idx, image, model=model, k=k, filters=filters)]
+        else:
+            results = [search_text(idx, text, model=model, k=k, filters=filters,
+                                   match_captions=match_captions)]  # fmt: skip
+    if queries is not None:
+        emit_json([r.to_dict() for r in results], lines=True)
+    elif fmt is OutputFormat.json:
+        emit_json(results[0].to_dict())
+    elif fmt is OutputFormat.geojson:
+        emit_json(results[0].to_geojson())
+    elif fmt is OutputFormat.jsonl:
+        emit_json([h.to_dict() for h in results[0].hits], lines=True)
     else:
-        table = Table(title=f"{result.query}  ({result.model})")
-        show_captions = any(h.caption for h in result.hits)
-        cols = ("#", "score", "path", "window (x,y,w,h)", "lon,lat")
-        for col in cols + (("caption",) if show_captions else ()):
-            table.add_column(col, overflow="fold")
-        for i, h in enumerate(result.hits, 1):
-            centre = ""
-            if h.footprint:
-                ring = h.footprint["coordinates"][0][:4]
-                centre = f"{sum(p[0] for p in ring) / 4:.5f},{sum(p[1] for p in ring) / 4:.5f}"
-            cells = [str(i), f"{h.score:.3f}", str(h.path), ",".join(map(str, h.window)), centre]
-            table.add_row(*cells, *([h.caption or ""] if show_captions else []))
-        out.print(table)
+        _print_hits(results[0])
+
+
+def _print_hits(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{user_text(result.query)}  ({user_text(result.model)})")
+    show_captions = any(h.caption for h in result.hits)
+    cols = ("#", "score", "path", "window (x,y,w,h)", "lon,lat")
+    for col in cols + (("caption",) if show_captions else ()):
+        table.add_column(col, overflow="fold")
+    for i, h in enumerate(result.hits, 1):
+        centre = ""
+        if h.footprint:
+            ring = h.footprint["coordinates"][0][:4]
+            centre = f"{sum(p[0] for p in ring) / 4:.5f},{sum(p[1] for p in ring) / 4:.5f}"
+        cells = [str(i), f"{h.score:.3f}", user_text(h.path), ",".join(map(str, h.window)), centre]
+        table.add_row(*cells, *([user_text(h.caption or "")] if show_captions else []))
+    out.print(table)
 
 
 @app.command("info")
 @friendly
 def info_cmd(index: Annotated[Path, typer.Argument(help="Index folder.")]) -> None:
-    """Show what an index holds."""
-    from skylens.index.store import ChipIndex
+    """Show what an index holds (JSON)."""
+    from skylens.tasks.index import index_info
 
-    print(json.dumps(ChipIndex.open(index).stats(), indent=2, default=str))
+    emit_json(index_info(index))

@@ -26,7 +26,7 @@ def serve(
         typer.Option("--index", "-i", help="Index folder to search (omit to classify only)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port (1-65535).")] = 8000,
     model: Annotated[str | None, typer.Option(help="Model name (defaults to the index's).")] = None,
     root: Annotated[
         list[Path] | None,

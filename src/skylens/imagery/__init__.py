@@ -9,7 +9,7 @@ The bottom layer of skylens: it imports nothing of skylens but ``skylens.errors`
 - ``iter_image_files``, ``file_digest``: find rasters in folders, fingerprint their content.
 """
 
-from skylens.imagery.files import RASTER_SUFFIXES, file_digest, iter_image_files
+from skylens.imagery.files import RASTER_SUFFIXES, file_digest, iter_image_files, list_image_files
 from skylens.imagery.raster import (
     DEFAULT_MAX_PIXELS,
     Raster,
@@ -37,6 +37,7 @@ __all__ = [
     "file_digest",
     "has_valid_pixels",
     "iter_image_files",
+    "list_image_files",
     "max_pixels_limit",
     "parse_bands",
     "parse_stretch",

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from skylens.errors import ImageReadError
+from skylens.errors import ImageReadError, InputError
 
 #: Extensions (lower-case) that a folder is expanded to.
 RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2", ".bmp", ".webp", ".gif")
@@ -62,19 +62,42 @@ def iter_image_files(paths: Sequence[str | Path], *, recursive: bool = True) -> 
     seen: set[Path] = set()
     for raw in paths:
         root = Path(raw)
-        if not root.exists():
-            raise ImageReadError(root, "file or folder not found")
-        if root.is_file():
-            found = [root]
-        else:
-            candidates = root.rglob("*") if recursive else root.iterdir()
-            found = sorted(
-                f
-                for f in candidates
-                if f.suffix.lower() in RASTER_SUFFIXES and not _is_hidden(f, root) and f.is_file()
-            )
+        try:
+            if not root.exists():
+                raise ImageReadError(root, "file or folder not found")
+            if root.is_file():
+                found = [root]
+            else:
+                candidates = root.rglob("*") if recursive else root.iterdir()
+                found = sorted(
+                    f
+                    for f in candidates
+                    if f.suffix.lower() in RASTER_SUFFIXES
+                    and not _is_hidden(f, root)
+                    and f.is_file()
+                )
+        except OSError as exc:  # a name too long, no permission, a loop of links
+            raise ImageReadError(root, f"cannot be read ({exc.strerror or exc})") from None
         for f in found:
             key = f.resolve()
             if key not in seen:
                 seen.add(key)
                 yield f
+
+
+def list_image_files(paths: Sequence[str | Path], *, recursive: bool = True) -> list[Path]:
+    """``iter_image_files`` as a list that is never empty.
+
+    Raises:
+        ImageReadError: a path does not exist or cannot be read.
+        InputError: the paths hold no image file (the message names them).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = list(iter_image_files(paths, recursive=recursive))
+    if not files:
+        names = ", ".join(str(p) for p in paths) or "(no paths given)"
+        raise InputError(
+            f"no image files found in {names} (looked for {', '.join(RASTER_SUFFIXES)})"
+        )
+    return files

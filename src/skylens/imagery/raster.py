@@ -405,12 +405,28 @@ def _png_is_truncated(p: Path) -> bool:
         return b"IEND" not in fh.read()
 
 
+def _open_by_name(p: Path) -> rasterio.io.DatasetReader:
+    """``rasterio.open(p)``; a name that is not UTF-8 (GDAL takes UTF-8 names) is opened
+    through its file descriptor (``/dev/fd/N``), so its sidecar files are not looked for."""
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system allows that UTF-8 cannot carry
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            return rasterio.open(f"/dev/fd/{fd}")
+        finally:
+            os.close(fd)  # GDAL opened its own descriptor
+    return rasterio.open(p)
+
+
 def _open(p: Path) -> rasterio.io.DatasetReader:
     try:
         with warnings.catch_warnings(), rasterio.Env(**_READ_CONFIG):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(p)
+            ds = _open_by_name(p)
     except GDAL_ERRORS as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, RasterioError):  # from os.open
+            raise ImageReadError(p, f"cannot be read ({exc.strerror or exc})") from None
         msg = _first_line(exc)
         if "not recognized as" in msg or "not recognised" in msg:
             raise ImageReadError(
@@ -457,12 +473,15 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> Raster:
         ImageTooLargeError: width x height above the limit; the message says how to raise it.
     """
     p = Path(path)
-    if not p.exists():
-        raise ImageReadError(p, "file not found")
-    if p.is_dir():
-        raise ImageReadError(p, "is a folder, not an image")
-    if p.stat().st_size == 0:
-        raise ImageReadError(p, "file is empty (0 bytes)")
+    try:
+        if not p.exists():
+            raise ImageReadError(p, "file not found")
+        if p.is_dir():
+            raise ImageReadError(p, "is a folder, not an image")
+        if p.stat().st_size == 0:
+            raise ImageReadError(p, "file is empty (0 bytes)")
+    except OSError as exc:  # a name too long, no permission, a loop of links
+        raise ImageReadError(p, f"cannot be read ({exc.strerror or exc})") from None
     limit = max_pixels_limit(max_pixels)
     ds = _open(p)
     try:

@@ -30,7 +30,15 @@ def parse_labels(
         path = Path(labels_file)
         if not path.is_file():
             raise InputError(f"{path}: labels file not found")
-        names += [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text; one class name a line") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+        if "\x00" in text:
+            raise InputError(f"{path}: a binary file, not text; one class name a line")
+        names += [ln.strip() for ln in text.splitlines()]
         names = [n for n in names if n and not n.startswith("#")]
     if labels:
         names += [n.strip() for n in (labels.split(",") if isinstance(labels, str) else labels)]

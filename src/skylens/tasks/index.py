@@ -1,0 +1,192 @@
+"""Build and inspect a chip index (``skylens index``, ``skylens info``): the ingest orchestration.
+
+``index_images`` is everything a face did around ``skylens.index.ingest.ingest``: load the model
+(and the captioner), check the options, open or create the index, count the chips for the
+progress bar, ingest, build the ANN index, and return one ``IndexReport`` with honest counts and
+rates. ``index_info`` says what an index holds; ``index_errors`` turns the storage layer's raw failures on a damaged index into one clear ``SkylensError``, so
+no face needs to import ``skylens.index``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skylens.errors import IndexDamagedError, InputError, SkylensError
+
+MAX_TILE = 8192  # pixels; one chip larger than this is a mistake, not a request
+MAX_BATCH = 4096  # chips per forward pass
+
+
+@dataclass
+class IndexReport:
+    """What ``index_images`` did; ``to_dict`` is the JSON the faces print."""
+
+    index: str
+    model: str
+    files_found: int = 0  # image files the paths expanded to
+    files_indexed: int = 0  # of which read and tiled without error
+    chips_added: int = 0
+    chips_present: int = 0  # already in the index (skipped before any pixel was read)
+    chips_nodata: int = 0  # all-nodata chips, skipped
+    chips_embedded: int = 0  # chips that went through the model (new, or re-captioned)
+    chips_captioned: int = 0
+    caption_model: str | None = None
+    caption_failures: int = 0
+    caption_error: str | None = None
+    failed: list[dict] = field(default_factory=list)  # {"path", "error"}
+    rows: int = 0  # rows the index holds afterwards
+    ann_built: bool = False
+    seconds: float = 0.0
+
+    @property
+    def chips_per_s(self) -> float | None:
+        """Chips through the model per second of ingest; None when none went through."""
+        if not self.chips_embedded or self.seconds <= 0:
+            return None
+        return self.chips_embedded / self.seconds
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["chips_per_s"] = self.chips_per_s
+        return data
+
+
+def check_index_options(tile: int, overlap: int, batch: int) -> None:
+    """``InputError`` unless 1 <= tile <= MAX_TILE, 0 <= overlap < tile, 1 <= batch <= MAX_BATCH."""
+    if not 1 <= tile <= MAX_TILE:
+        raise InputError(f"--tile must be 1..{MAX_TILE} pixels, got {tile}")
+    if not 0 <= overlap < tile:
+        raise InputError(
+            f"--overlap must be 0..{tile - 1} pixels (less than --tile), got {overlap}"
+        )
+    if not 1 <= batch <= MAX_BATCH:
+        raise InputError(f"--batch must be 1..{MAX_BATCH} chips, got {batch}")
+
+
+def _check_index_folder(directory: Path) -> None:
+    """``InputError`` when the index folder cannot be one (a file, or under a file)."""
+    for p in (directory, *directory.parents):
+        try:
+            if p.exists():
+                if not p.is_dir():
+                    what = "is a file" if p == directory else f"is under the file {p}"
+                    raise InputError(f"{directory}: {what}; --index must name a folder")
+                return
+        except OSError as exc:
+            raise InputError(
+                f"{directory}: cannot be used as an index folder ({exc.strerror})"
+            ) from None
+
+
+@contextlib.contextmanager
+def index_errors(directory: str | Path) -> Iterator[None]:
+    """Re-raise the storage layer's raw failures (a data file missing, a truncated manifest) as
+    ``IndexDamagedError`` naming ``directory``; skylens' own errors pass through."""
+    try:
+        yield
+    except SkylensError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        if not isinstance(exc, OSError) and "lance" not in str(exc).lower():
+            raise  # not the storage layer's: a bug to see, not a damaged index
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if ", /" in reason:  # lance appends the Rust source location: not the user's business
+            reason = reason.split(", /")[0]
+        raise IndexDamagedError(
+            f"{directory}: the index cannot be read ({reason[:300]}); it may be damaged: "
+            "rebuild it with `skylens index`"
+        ) from None
+
+
+def index_info(directory: str | Path) -> dict[str, Any]:
+    """What an index holds (``ChipIndex.stats``): rows, sources, model, ANN state, bytes."""
+    from skylens.tasks.search import open_index
+
+    with index_errors(directory):
+        return open_index(directory).stats()
+
+
+def index_images(
+    paths: Sequence[str | Path],
+    directory: str | Path,
+    *,
+    model: str = "default",
+    tile: int = 256,
+    overlap: int = 32,
+    bands: str | None = None,
+    batch: int = 64,
+    ann: bool = True,
+    caption_model: str | None = None,
+    caption: bool = False,
+    on_total: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IndexReport:
+    """Tile, embed (and caption) the images under ``paths`` into the index at ``directory``.
+
+    Safe to re-run: chips already present are skipped, so a killed run resumes.
+
+    Args:
+        paths: image files and folders (folders are searched recursively).
+        directory: index folder, created when absent.
+        model: embedding model name.
+        tile, overlap: chip side and overlap in pixels.
+        bands: 1-based bands rendered as RGB (``"4,3,2"``).
+        batch: chips per forward pass.
+        ann: build the ANN index when the table is large enough.
+        caption: caption every chip with ``model``; ``caption_model`` captions with another one.
+        on_total: called once with the number of chips to do (for a progress bar).
+        progress: called with the number of chips done as work advances.
+
+    Raises:
+        InputError: bad options, ``paths`` hold no image, or ``directory`` cannot be an index.
+        IndexMismatchError: the index was built with another model.
+        IndexDamagedError: the index exists but cannot be read.
+    """
+    from skylens.imagery import list_image_files
+    from skylens.index.ingest import check_captioner, count_chips, ingest
+    from skylens.index.store import ChipIndex
+    from skylens.models import load
+
+    check_index_options(tile, overlap, batch)
+    directory = Path(directory)
+    _check_index_folder(directory)
+    files = list_image_files(paths)
+    enc = load(model)
+    captioner = None
+    if caption or caption_model:
+        captioner = check_captioner(load(caption_model) if caption_model else enc)
+    with index_errors(directory):
+        idx = ChipIndex.create_or_open(
+            directory, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
+        )
+        if on_total is not None:
+            on_total(count_chips(files, tile, overlap))
+        run = ingest(
+            files, idx, enc, size=tile, overlap=overlap, bands=bands, batch_size=batch,
+            progress=progress, captioner=captioner,
+        )  # fmt: skip
+        built = bool(idx.build_ann()) if ann else False
+        rows = idx.count()
+    failed_paths = {f["path"] for f in run.failed}
+    return IndexReport(
+        index=str(directory),
+        model=enc.name,
+        files_found=len(files),
+        files_indexed=len(files) - len(failed_paths),
+        chips_added=run.chips_added,
+        chips_present=run.chips_skipped_existing,
+        chips_nodata=run.chips_skipped_nodata,
+        chips_embedded=run.chips_seen - run.chips_skipped_existing - run.chips_skipped_nodata,
+        chips_captioned=run.chips_captioned,
+        caption_model=getattr(captioner, "name", None),
+        caption_failures=run.caption_failures,
+        caption_error=run.caption_error,
+        failed=list(run.failed),
+        rows=rows,
+        ann_built=built,
+        seconds=run.seconds,
+    )
