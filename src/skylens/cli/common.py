@@ -38,6 +38,7 @@ __all__ = [
     "out",
     "progress",
     "safe_text",
+    "say",
     "user_text",
     "warn",
 ]
@@ -87,6 +88,11 @@ def safe_text(text: str) -> str:
 def user_text(value: object) -> str:
     """User-given text (a path, label, query) ready to meet Rich markup: printed as itself."""
     return escape(safe_text(str(value)))
+
+
+def say(message: object) -> None:
+    """A progress or log line on stderr, printed as itself (no markup)."""
+    err.print(user_text(message), highlight=False, soft_wrap=True)
 
 
 def warn(label: str, message: object) -> None:

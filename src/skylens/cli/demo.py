@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from skylens.cli.common import friendly, out
+from skylens.cli.common import friendly, out, user_text
 
 app = typer.Typer()
 
@@ -29,5 +29,10 @@ def demo_cmd(
     """Index the demo imagery, search it, classify it, and write an HTML report."""
     from skylens.demo import run_demo
 
-    report = run_demo(out_dir, images=images, extra=extra or [], log=lambda m: out.print(m))
-    out.print(f"[bold green]report:[/] {report.resolve()}")
+    report = run_demo(
+        out_dir,
+        images=images,
+        extra=extra or [],
+        log=lambda m: out.print(user_text(m), highlight=False),
+    )
+    out.print(f"[bold green]report:[/] {user_text(report.resolve())}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from skylens.cli.common import friendly, out, progress
+from skylens.cli.common import friendly, out, progress, user_text
 
 app = typer.Typer(
     help="Benchmark a model on the field's datasets and compare reports.", no_args_is_help=True
@@ -32,23 +32,25 @@ def _run_eval(
     enc = load(model)
     require(enc, task)  # refuse before reading any data
     ds = get_dataset(dataset, root, split=split, skip_missing=skip_missing)
-    with progress() as bar:
-        job = bar.add_task(f"{task} on {dataset}/{split}", total=len(ds), rate="")
+    with progress(unit="samples") as bar:
+        job = bar.add_task(user_text(f"{task} on {dataset}/{split}"), total=len(ds), rate="")
         result = run(task, enc, ds, split=split, progress=lambda n: bar.update(job, advance=n))
     meta = result.pop("meta")
     if getattr(ds, "skipped", 0):
         meta["extra"]["skipped_missing"] = ds.skipped
-    table = Table(title=f"{task}: {enc.name} on {dataset} ({split})")
+    table = Table(title=user_text(f"{task}: {enc.name} on {dataset} ({split})"))
     table.add_column("metric")
     table.add_column("value")
     for key, value in result["metrics"].items():
         if isinstance(value, (int, float)):
-            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+            table.add_row(
+                user_text(key), f"{value:.2f}" if isinstance(value, float) else str(value)
+            )
     out.print(table)
     if out_path is not None:
         md = out_path.with_suffix(".md")
         write_report(result, out_path, md, **meta)
-        out.print(f"wrote {out_path} and {md}")
+        out.print(user_text(f"wrote {out_path} and {md}"))
 
 
 def _eval_command(task: str):

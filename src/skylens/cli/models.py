@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from skylens.cli.common import out
+from skylens.cli.common import out, user_text
 
 app = typer.Typer()
 
@@ -19,5 +19,5 @@ def models_cmd() -> None:
     for col in ("scheme", "example name", "what"):
         table.add_column(col)
     for b in available():
-        table.add_row(b.scheme, b.example, b.description)
+        table.add_row(user_text(b.scheme), user_text(b.example), user_text(b.description))
     out.print(table)

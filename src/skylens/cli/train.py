@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skylens.cli.common import err, friendly, out
+from skylens.cli.common import friendly, out, say, user_text
 from skylens.errors import InputError
 
 app = typer.Typer(
@@ -36,9 +36,9 @@ def train_align_cmd(
 
     if not (data / "ucm_captions" / "dataset.json").is_file():
         raise InputError(f"{data}: expected ucm_captions/dataset.json under the data root (--data)")
-    result = run(data, out_dir, AlignConfig(seed=seed), holdout=holdout, log=lambda m: err.print(m))
+    result = run(data, out_dir, AlignConfig(seed=seed), holdout=holdout, log=say)
     card = write_model_card(out_dir, result, command=" ".join(["skylens", *sys.argv[1:]]))
-    out.print(f"wrote {out_dir / 'skylens-lite.safetensors'} and {card}")
+    out.print(user_text(f"wrote {out_dir / 'skylens-lite.safetensors'} and {card}"))
 
 
 @app.command("caption")
@@ -64,7 +64,7 @@ def train_caption_command(
     if not (root / "dataset.json").is_file():
         raise InputError(f"{data}: expected ucm_captions/dataset.json under the data root (--data)")
     cfg = CaptionTrainConfig(epochs=epochs, threads=threads, seed=seed)
-    result = run(data, out_dir, cfg, score_test=score_test, log=lambda m: err.print(m))
+    result = run(data, out_dir, cfg, score_test=score_test, log=say)
     card = write_card(out_dir, result, command=" ".join(["skylens", *sys.argv[1:]]))
     typer.echo(f"wrote {out_dir / 'skylens-lite-captioner.safetensors'} and {card}")
 
@@ -84,9 +84,7 @@ def train_vqa_command(
     """Train skylens-lite's VQA heads on RSIVQA-UCM (split by UCM-Captions images; test only scored)."""
     from skylens.train.vqa import WEIGHTS_NAME, VQATrainConfig, run
 
-    result = run(
-        data, out_dir, VQATrainConfig(seed=seed, threads=threads), log=lambda m: err.print(m)
-    )
+    result = run(data, out_dir, VQATrainConfig(seed=seed, threads=threads), log=say)
     for kind, scores in result["heads"].items():
         typer.echo(
             f"{kind}: val {scores.get('val_accuracy', '-')}%, test {scores.get('test_accuracy', '-')}% "
