@@ -173,7 +173,7 @@ def test_extreme_dates_are_bounds_not_crashes(tmp_path, flag, value, hits):
             ["classify", "{d}/imgs", "--labels", "red,green", "--top", "-2", "--model", "fake"],
             "--top",
         ),
-        (["search", "{d}/idx", "red", "--k", "0"], "k"),
+        (["search", "{d}/idx", "red", "--k", "0"], "number of hits"),
         (["localize", "{d}/imgs/red.png", "red", "--model", "fake", "--top", "0"], "--top"),
         (
             [
