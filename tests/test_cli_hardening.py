@@ -250,12 +250,18 @@ def test_a_damaged_index_is_one_clear_line(index, how, command):
 # -- honest reports and strict JSON -------------------------------------------------------------
 def test_failed_files_are_not_counted_as_indexed(tmp_path):
     imgs = _images(tmp_path / "imgs")
-    (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    whole = tmp_path / "whole.tif"
+    Image.fromarray(np.full((96, 96, 3), 120, np.uint8)).save(whole)
+    data = whole.read_bytes()  # opens (the header is intact), fails while its pixels are read
+    (imgs / "truncated.tif").write_bytes(data[: len(data) // 3])
     r = runner.invoke(
-        app, ["index", str(imgs), "--index", str(tmp_path / "idx"), "--model", "fake"]
-    )
+        app, ["index", str(imgs), "--index", str(tmp_path / "idx"), "--model", "fake",
+              "--tile", "32", "--overlap", "0"],
+    )  # fmt: skip
     _clean(r, 1)
-    assert "indexed 3 of 4 file(s), 1 failed" in r.output
+    assert "indexed 3 of 4 file(s), 1 failed" in r.output and "truncated.tif" in r.output
+    added = int(r.output.split(" chips added")[0].split()[-1])
+    assert f"{added} chips through the model" in r.output.replace("\n", " ")
 
 
 class _Captions(Captioner):

@@ -110,6 +110,14 @@ def index_info(directory: str | Path) -> dict[str, Any]:
         return open_index(directory).stats()
 
 
+def _chips_embedded(run, *, captioning: bool) -> int:
+    """Chips that went through the model: new rows, plus, with a captioner, stored rows that
+    were re-embedded to get their caption (every chip a captioner saw was embedded)."""
+    if not captioning:
+        return run.chips_added
+    return max(run.chips_added, run.chips_captioned + run.caption_failures)
+
+
 def index_images(
     paths: Sequence[str | Path],
     directory: str | Path,
@@ -180,7 +188,7 @@ def index_images(
         chips_added=run.chips_added,
         chips_present=run.chips_skipped_existing,
         chips_nodata=run.chips_skipped_nodata,
-        chips_embedded=run.chips_seen - run.chips_skipped_existing - run.chips_skipped_nodata,
+        chips_embedded=_chips_embedded(run, captioning=captioner is not None),
         chips_captioned=run.chips_captioned,
         caption_model=getattr(captioner, "name", None),
         caption_failures=run.caption_failures,
