@@ -84,7 +84,7 @@ def test_caption_many_files_one_model_load_in_batches(tmp_path):
     imgs = tmp_path / "many"
     imgs.mkdir()
     for i in range(20):
-        Image.fromarray(np.full((16, 16, 3), i, np.uint8)).save(imgs / f"{i:02d}.png")
+        Image.fromarray(np.full((16, 16, 3), i + 1, np.uint8)).save(imgs / f"{i:02d}.png")
     (imgs / "zz_broken.png").write_bytes(b"not a png")
     register_backend("countcap", "counting captioner")(lambda rest: _Counting())
     try:
@@ -93,7 +93,7 @@ def test_caption_many_files_one_model_load_in_batches(tmp_path):
         unregister_backend("countcap")
     assert r.exit_code == 1, r.output  # one file failed; the others are captioned
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [row["caption"] for row in rows[:20]] == [f"mean {i}" for i in range(20)]
+    assert [row["caption"] for row in rows[:20]] == [f"mean {i + 1}" for i in range(20)]
     assert rows[20]["caption"] is None and "zz_broken.png" in rows[20]["error"]
     assert _Counting.loads == 1 and _Counting.last.batches == [16, 4]  # tasks.caption.BATCH
 

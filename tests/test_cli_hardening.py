@@ -306,3 +306,42 @@ def test_emit_json_turns_non_finite_numbers_into_null(capsys):
 
     emit_json({"a": float("nan"), "b": [np.float32("inf"), 1.5]})
     assert json.loads(capsys.readouterr().out) == {"a": None, "b": [None, 1.5]}
+
+
+# -- images with nothing to look at -------------------------------------------------------------
+def _empty_rasters(folder: Path) -> dict[str, Path]:
+    import rasterio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"all-nan": folder / "nan.tif", "all-nodata": folder / "nodata.tif"}
+    profile = dict(driver="GTiff", width=32, height=32, count=3)
+    with rasterio.open(paths["all-nan"], "w", dtype="float32", **profile) as ds:
+        ds.write(np.full((3, 32, 32), np.nan, np.float32))
+    with rasterio.open(paths["all-nodata"], "w", dtype="uint16", nodata=7, **profile) as ds:
+        ds.write(np.full((3, 32, 32), 7, np.uint16))
+    paths["1x1-black"] = _png(folder / "dot.png", (0, 0, 0), size=1)
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["all-nan", "all-nodata", "1x1-black"])
+def test_an_image_with_no_valid_pixels_gets_no_confident_answer(index, kind):
+    imgs, idx = index
+    bad = _empty_rasters(imgs.parent / "empty")[kind]
+    r = runner.invoke(app, ["classify", str(bad), "--labels", "red,green", "--model", "fake",
+                            "-f", "json"])  # fmt: skip
+    _clean(r, 1)
+    [row] = json.loads(r.stdout)
+    assert row["labels"] == [] and bad.name in row["error"]
+    r = runner.invoke(app, ["search", str(idx), "--image", str(bad), "-f", "json"])
+    _clean(r, 2)
+    assert bad.name in r.output
+    r = runner.invoke(app, ["ask", str(bad), "what is this?", "--model", "fake"])
+    _clean(r, 2)
+
+
+def test_a_captioner_is_not_asked_about_an_empty_raster(tmp_path, captioner):
+    bad = _empty_rasters(tmp_path)["all-nan"]
+    r = runner.invoke(app, ["caption", str(bad), "--model", captioner, "-f", "json"])
+    _clean(r, 1)
+    [row] = json.loads(r.stdout)
+    assert row["caption"] is None and "no valid pixels" in row["error"]
