@@ -38,7 +38,6 @@ import numpy as np
 from skylens.errors import InputError, SkylensError
 from skylens.index.store import MAX_K, ChipIndex, SearchHit, hits_to_geojson
 from skylens.models.base import ImageTextEncoder, load
-from skylens.tasks.common import load_scene_rgb
 
 log = logging.getLogger(__name__)
 
@@ -464,6 +463,8 @@ def search_image(
     if isinstance(image, np.ndarray):
         rgb, shown = image, "<array>"
     else:
+        from skylens.tasks.common import load_scene_rgb  # rasterio: only image queries pay it
+
         shown = str(image)
         rgb = load_scene_rgb(image, bands=bands)
     [hits] = search_index(
