@@ -94,8 +94,10 @@ def _lancedb():
     use) is made the default for the length of this import only.
     """
     os.environ.setdefault("LANCEDB_LOG", "error")
-    if "lancedb" in sys.modules:
-        return sys.modules["lancedb"]
+    if "lancedb" in sys.modules:  # imported (or being imported: the import lock waits for it)
+        import lancedb
+
+        return lancedb
     try:
         from pydantic._internal._config import config_defaults
     except ImportError:  # another pydantic layout: import as is
