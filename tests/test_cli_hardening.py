@@ -230,7 +230,7 @@ def _damage(idx: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["data file missing", "truncated manifest"])
-@pytest.mark.parametrize("command", ["search", "info", "index"])
+@pytest.mark.parametrize("command", ["search", "info", "index", "serve"])
 def test_a_damaged_index_is_one_clear_line(index, how, command):
     imgs, idx = index
     _damage(idx, how)
@@ -238,6 +238,7 @@ def test_a_damaged_index_is_one_clear_line(index, how, command):
         "search": ["search", str(idx), "red"],
         "info": ["info", str(idx)],
         "index": ["index", str(imgs), "--index", str(idx), "--model", "fake"],
+        "serve": ["serve", "--index", str(idx), "--port", "8731"],  # refused before listening
     }[command]
     r = runner.invoke(app, args)
     if command == "index" and how == "data file missing" and r.exit_code == 0:
