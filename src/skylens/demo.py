@@ -180,8 +180,7 @@ def run_demo(
     """Index the demo imagery, run searches and a classification, write ``out_dir/report.html``."""
     from skylens.models import load
     from skylens.tasks.classify import classify
-    from skylens.tasks.index import index_info
-    from skylens.tasks.search import open_index, search_text
+    from skylens.tasks.search import describe_index, open_index, search_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = list(images) if images else [deepforest_images()]
@@ -224,7 +223,7 @@ def run_demo(
         )
     )
     return write_report(
-        out_dir / "report.html", searches, classifications, index_info(out_dir / "index"), described
+        out_dir / "report.html", searches, classifications, describe_index(index), described
     )
 
 

@@ -62,12 +62,6 @@ class IndexMismatchError(SkylensError):
     http_status = 409
 
 
-class IndexDamagedError(SkylensError):
-    """An index exists but its storage cannot be read (a data file missing, a truncated manifest)."""
-
-    http_status = 503
-
-
 class MissingDependencyError(SkylensError):
     """An optional dependency is not installed; the message names the extra to install."""
 

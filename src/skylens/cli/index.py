@@ -144,7 +144,6 @@ def search_cmd(
     ] = False,
 ) -> None:
     """Find chips by text, by example image, or for every line of a --queries file."""
-    from skylens.tasks.index import index_errors
     from skylens.tasks.search import (
         SearchFilters,
         open_index,
@@ -162,15 +161,14 @@ def search_cmd(
     fmt = check_format(fmt, ("jsonl",) if queries else ("table", "json", "geojson", "jsonl"))
     lines = _read_queries(queries) if queries is not None else []
     filters = SearchFilters.parse(bbox, after, before, source)
-    with index_errors(index):
-        idx = open_index(index)
-        if queries is not None:
-            results = search_texts(idx, lines, model=model, k=k, filters=filters)
-        elif image is not None:
-            results = [search_image(idx, image, model=model, k=k, filters=filters)]
-        else:
-            results = [search_text(idx, text, model=model, k=k, filters=filters,
-                                   match_captions=match_captions)]  # fmt: skip
+    idx = open_index(index)
+    if queries is not None:
+        results = search_texts(idx, lines, model=model, k=k, filters=filters)
+    elif image is not None:
+        results = [search_image(idx, image, model=model, k=k, filters=filters)]
+    else:
+        results = [search_text(idx, text, model=model, k=k, filters=filters,
+                               match_captions=match_captions)]  # fmt: skip
     if queries is not None:
         emit_json([r.to_dict() for r in results], lines=True)
     elif fmt is OutputFormat.json:
@@ -205,6 +203,6 @@ def _print_hits(result) -> None:
 @friendly
 def info_cmd(index: Annotated[Path, typer.Argument(help="Index folder.")]) -> None:
     """Show what an index holds (JSON)."""
-    from skylens.tasks.index import index_info
+    from skylens.tasks.search import describe_index, open_index
 
-    emit_json(index_info(index))
+    emit_json(describe_index(open_index(index)))

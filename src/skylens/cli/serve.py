@@ -58,7 +58,6 @@ def serve(
     from skylens.service import create_app
     from skylens.service.app import SHUTDOWN_GRACE_S as GRACE_S
     from skylens.service.batching import configure_threads
-    from skylens.tasks.index import index_errors, index_info
 
     if max_upload_mb <= 0:
         raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
@@ -66,19 +65,16 @@ def serve(
         raise InputError(f"--memory-mb must be 0 or more, got {memory_mb}")
     if threads < 1:
         raise InputError(f"--threads must be 1 or more, got {threads}")
-    if index is not None:
-        index_info(index)  # reads every data file: a damaged index fails here, in one line
     parallel_batches = configure_threads(threads)
-    with index_errors(index):
-        app = create_app(
-            index,
-            model=model,
-            roots=root or (),
-            cors_origins=cors_origin or (),
-            max_upload_bytes=int(max_upload_mb * 2**20),
-            memory_mb=memory_mb,
-            parallel_batches=parallel_batches,
-            warm_start=True,  # the model and vectors load before the first request is accepted
-        )
+    app = create_app(
+        index,
+        model=model,
+        roots=root or (),
+        cors_origins=cors_origin or (),
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        memory_mb=memory_mb,
+        parallel_batches=parallel_batches,
+        warm_start=True,  # the model and vectors load before the first request is accepted
+    )
     typer.echo(f"skylens serving on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=GRACE_S)

@@ -3,19 +3,17 @@
 ``index_images`` is everything a face did around ``skylens.index.ingest.ingest``: load the model
 (and the captioner), check the options, open or create the index, count the chips for the
 progress bar, ingest, build the ANN index, and return one ``IndexReport`` with honest counts and
-rates. ``index_info`` says what an index holds; ``index_errors`` turns the storage layer's raw failures on a damaged index into one clear ``SkylensError``, so
-no face needs to import ``skylens.index``.
+rates; storage failures on a damaged index become one ``IndexDamagedError``
+(``skylens.tasks.search.reading``), so no face needs to import ``skylens.index``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from skylens.errors import IndexDamagedError, InputError, SkylensError
+from skylens.errors import InputError
 
 MAX_TILE = 8192  # pixels; one chip larger than this is a mistake, not a request
 MAX_BATCH = 4096  # chips per forward pass
@@ -82,34 +80,6 @@ def _check_index_folder(directory: Path) -> None:
             ) from None
 
 
-@contextlib.contextmanager
-def index_errors(directory: str | Path) -> Iterator[None]:
-    """Re-raise the storage layer's raw failures (a data file missing, a truncated manifest) as
-    ``IndexDamagedError`` naming ``directory``; skylens' own errors pass through."""
-    try:
-        yield
-    except SkylensError:
-        raise
-    except (OSError, RuntimeError, ValueError) as exc:
-        if not isinstance(exc, OSError) and "lance" not in str(exc).lower():
-            raise  # not the storage layer's: a bug to see, not a damaged index
-        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if ", /" in reason:  # lance appends the Rust source location: not the user's business
-            reason = reason.split(", /")[0]
-        raise IndexDamagedError(
-            f"{directory}: the index cannot be read ({reason[:300]}); it may be damaged: "
-            "rebuild it with `skylens index`"
-        ) from None
-
-
-def index_info(directory: str | Path) -> dict[str, Any]:
-    """What an index holds (``ChipIndex.stats``): rows, sources, model, ANN state, bytes."""
-    from skylens.tasks.search import open_index
-
-    with index_errors(directory):
-        return open_index(directory).stats()
-
-
 def _chips_embedded(run, *, captioning: bool) -> int:
     """Chips that went through the model: new rows, plus, with a captioner, stored rows that
     were re-embedded to get their caption (every chip a captioner saw was embedded)."""
@@ -158,6 +128,7 @@ def index_images(
     from skylens.index.ingest import check_captioner, count_chips, ingest
     from skylens.index.store import ChipIndex
     from skylens.models import load
+    from skylens.tasks.search import reading
 
     check_index_options(tile, overlap, batch)
     directory = Path(directory)
@@ -167,7 +138,7 @@ def index_images(
     captioner = None
     if caption or caption_model:
         captioner = check_captioner(load(caption_model) if caption_model else enc)
-    with index_errors(directory):
+    with reading(directory):
         idx = ChipIndex.create_or_open(
             directory, model_name=enc.name, model_version=enc.version, embed_dim=enc.embed_dim
         )

@@ -24,6 +24,7 @@ With ``caption_text`` the search is hybrid: the words also match the chips' stor
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -190,6 +191,9 @@ class IndexDamagedError(SkylensError):
     http_status = 503
 
 
+_PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EACCES, errno.ELOOP)
+
+
 @contextmanager
 def reading(index: ChipIndex | Path | str) -> Iterator[None]:
     """Turn a storage failure inside the block into ``IndexDamagedError`` naming the index
@@ -200,6 +204,8 @@ def reading(index: ChipIndex | Path | str) -> Iterator[None]:
         if not isinstance(exc, OSError) and "lance" not in str(exc).lower():
             raise  # not storage: a bug, reported as one
         folder = Path(index.directory if isinstance(index, ChipIndex) else index)
+        if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS:  # the name, not the files
+            raise InputError(f"index '{folder.name}': {exc.strerror}") from None
         log.warning("index %s cannot be read: %s", folder, exc)
         raise IndexDamagedError(
             f"index '{folder.name}' cannot be read: a data file is missing or damaged "
