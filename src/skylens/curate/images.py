@@ -82,7 +82,8 @@ def record_pixels(record: Mapping[str, Any], max_side: int | None = None) -> np.
         else:
             im = Image.open(record["image_path"])
         with im:
-            window = record.get("image_window")
+            # bytes are the record's own pixels (already windowed); a window applies to the file
+            window = None if record.get("image_bytes") else record.get("image_window")
             if max_side and not window:
                 im.draft("RGB", (max_side, max_side))
             im = im.convert("RGB")

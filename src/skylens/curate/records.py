@@ -9,7 +9,9 @@ Record fields:
     image_path: file of the image (absolute), or None when the pixels travel as ``image_bytes``.
     image_window: ``[col_off, row_off, width, height]`` in pixels of ``image_path``, or None
         for the whole image (region crops of detections, chips of a raster).
-    image_bytes: encoded image (JPEG/PNG) when the source gave bytes (web shards), else None.
+    image_bytes: encoded image (JPEG/PNG) when the source gave bytes (web shards) or the pixels
+        were rendered (16-bit raster chips); these are the record's own pixels, already
+        windowed (``image_path``/``image_window`` then say where they came from).
     width, height: size of the (windowed) image in pixels, when known (else 0).
     texts: list of ``{"kind", "text", "answer"}``; ``kind`` is one of :data:`TEXT_KINDS`;
         ``answer`` is set for ``qa`` texts only (the true answer from the annotations).
