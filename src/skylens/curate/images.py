@@ -6,6 +6,7 @@ a record's pixels (a file, a window of a file, or bytes) are read in one place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Mapping, Sequence
@@ -76,27 +77,41 @@ def record_pixels(record: Mapping[str, Any], max_side: int | None = None) -> np.
     from PIL import Image, UnidentifiedImageError
 
     where = record.get("image_path") or f"record {record.get('id')}"
+    if not record.get("image_bytes") and record.get("image_window"):
+        c, r, w, h = (int(v) for v in record["image_window"])
+        crop = _whole_rgb(str(record["image_path"]))[r : r + h, c : c + w]
+        return _fit(Image.fromarray(crop), max_side)
     try:
-        if record.get("image_bytes"):
-            im = Image.open(io.BytesIO(record["image_bytes"]))
-        else:
-            im = Image.open(record["image_path"])
-        with im:
-            # bytes are the record's own pixels (already windowed); a window applies to the file
-            window = None if record.get("image_bytes") else record.get("image_window")
-            if max_side and not window:
+        # bytes are the record's own pixels (already windowed); a window applies to the file
+        source = io.BytesIO(record["image_bytes"]) if record.get("image_bytes") else record["image_path"]
+        with Image.open(source) as im:
+            if max_side:
                 im.draft("RGB", (max_side, max_side))
-            im = im.convert("RGB")
-            if window:
-                c, r, w, h = (int(v) for v in window)
-                im = im.crop((c, r, c + w, r + h))
-            if max_side and max(im.size) > max_side:
-                im.thumbnail((max_side, max_side))
-            return np.asarray(im, dtype=np.uint8)
+            return _fit(im.convert("RGB"), max_side)
     except FileNotFoundError:
         raise ImageReadError(where, "file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(where, f"cannot decode image: {exc}") from None
+
+
+def _fit(im, max_side: int | None) -> np.ndarray:
+    if max_side and max(im.size) > max_side:
+        im.thumbnail((max_side, max_side))
+    return np.asarray(im, dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=2)
+def _whole_rgb(path: str) -> np.ndarray:
+    """A whole image decoded once for its many windows (region crops come in file order)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(path, f"cannot decode image: {exc}") from None
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:
