@@ -8,7 +8,9 @@ many remote-sensing sets (DIOR, xView conversions, iSAID, HRRSD exports) are rel
 Root holds the JSON (``annotations/instances_<split>.json``, ``instances_<split>.json`` or the
 one ``*.json``; or pass ``annotation_file=``) and the images (found by stem under ``image_dir``,
 default root). One sample per image with its ``objects`` (``bbox`` x1, y1, x2, y2 in pixels,
-``polygon`` the four corners, ``difficult`` = ``iscrowd``).
+``polygon`` the four corners, ``difficult`` = ``iscrowd``). Splits: ``instances_<split>.json``
+when present; with a single JSON, ``all`` is every image and ``test`` a seeded 20 % hash of the
+image stem (``train`` the rest, ``val`` empty), as for DOTA.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from skylens.datasets.base import BenchmarkDataset, Sample, Transform, index_images, register_dataset
+from skylens.datasets.base import (
+    BenchmarkDataset,
+    Sample,
+    Transform,
+    hash_fraction,
+    index_images,
+    register_dataset,
+)
 from skylens.errors import DatasetLayoutError
 
 
@@ -49,7 +58,9 @@ class COCOBoxes(BenchmarkDataset):
         )
 
     def _find_json(self) -> Path:
+        self.hash_split = False
         if self.annotation_file is not None:
+            self.hash_split = self.split != "all"
             return self.annotation_file
         for cand in (
             self.root / "annotations" / f"instances_{self.split}.json",
@@ -59,6 +70,7 @@ class COCOBoxes(BenchmarkDataset):
                 return cand
         found = sorted(self.root.glob("*.json")) + sorted(self.root.glob("annotations/*.json"))
         if len(found) == 1:
+            self.hash_split = self.split != "all"
             return found[0]
         raise DatasetLayoutError(
             f"{self.root}: expected one COCO instances JSON (annotations/instances_{self.split}.json), "
@@ -96,6 +108,8 @@ class COCOBoxes(BenchmarkDataset):
         samples: list[Sample] = []
         for image_id, file_name in sorted(images.items()):
             stem = Path(file_name).stem
+            if self.hash_split and (self.split == "val" or (hash_fraction(stem, 0) < 0.2) != (self.split == "test")):
+                continue
             img = index.get(stem)
             if img is None and self._missing(file_name, self.image_dir or self.root):
                 continue
