@@ -64,7 +64,7 @@ def make(root: Path, seed: int = 0) -> Path:
     evals[PLANTED["copy_jpeg60"]].save(pool / "copy_jpeg60.jpg", quality=60)
     evals[PLANTED["copy_resized"]].resize((48, 48), Image.BILINEAR).save(pool / "copy_resized.jpg", quality=95)
     evals[PLANTED["copy_cropped"]].crop((3, 3, 61, 61)).save(pool / "copy_cropped.jpg", quality=95)
-    shutil.copyfile(root / "pool" / "forest" / "train_0.jpg", pool / "exact_copy_of_train_0.jpg")
+    shutil.copyfile(root / "pool" / "forest" / "train_0.jpg", root / "pool" / "forest" / "zz_exact_copy.jpg")
     return root
 
 
