@@ -113,10 +113,9 @@ def chip_caption(tags: dict[tuple[str, str], dict], min_cover: float) -> tuple[s
     kept = []
     for (key, value), f in tags.items():
         phrase = tag_phrase(key, value)
-        is_area = f["cover"] > 0
-        if not phrase or (is_area and f["cover"] < min_cover and key not in COUNTED_KEYS):
+        if not phrase or (f.get("area") and f["cover"] < min_cover and key not in COUNTED_KEYS):
             continue
-        kept.append({"key": key, "value": value, "phrase": phrase, **f})
+        kept.append({"key": key, "value": value, "phrase": phrase, "cover": f["cover"], "count": f["count"]})
     kept.sort(key=lambda t: (-t["cover"], -t["count"], t["phrase"]))
     parts = []
     for t in kept[:6]:
@@ -200,14 +199,19 @@ def from_osm(
 def _chip_record(r, chip, feats, sindex, min_cover, raster, read_chip, box) -> tuple[Record | None, str]:
     cell = box(*chip.bounds)
     area = cell.area
-    tags: dict[tuple[str, str], dict] = defaultdict(lambda: {"cover": 0.0, "count": 0})
+    tags: dict[tuple[str, str], dict] = defaultdict(lambda: {"cover": 0.0, "count": 0, "area": False})
     for idx in sindex.query(cell, predicate="intersects"):
         row = feats.iloc[int(idx)]
         geom = row.geometry
+        share = 0.0
+        if geom.geom_type in ("Polygon", "MultiPolygon"):
+            share = geom.intersection(cell).area / area
+            if share <= 1e-6:  # touches the chip's edge only
+                continue
         t = tags[row["_tag"]]
         t["count"] += 1
-        if geom.geom_type in ("Polygon", "MultiPolygon"):
-            t["cover"] = round(min(1.0, t["cover"] + geom.intersection(cell).area / area), 4)
+        t["cover"] = round(min(1.0, t["cover"] + share), 4)
+        t["area"] = t.get("area", False) or share > 0
     caption, kept = chip_caption(dict(tags), min_cover)
     if not caption:
         return None, "no OSM feature with a described tag on the chip"
