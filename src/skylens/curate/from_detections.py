@@ -23,7 +23,7 @@ from pathlib import Path
 from skylens.curate import facts
 from skylens.curate.images import check_image, digest_of
 from skylens.curate.pipeline import batched, run_batches, step_info
-from skylens.curate.records import Record, make_record, text
+from skylens.curate.records import Record, make_record, record_id, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.curate.vocabulary import object_words
@@ -138,6 +138,7 @@ def detection_records(
                     texts=[text("caption", f"{article} {word} seen from above.".capitalize()),
                            text("class_prompt", f"a satellite image of {article} {word}.")],
                     digest=digest_of(item["path"], window),
+                    id=record_id(source, item["path"], window, f"object {i}"),
                     meta={"sample_id": item["sample_id"], "region_of": i}, **common,
                 )
             )  # fmt: skip

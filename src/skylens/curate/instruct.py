@@ -34,8 +34,11 @@ REPHRASE_PROMPT = (
     "object name; add nothing that is not stated.\n\nDescription: {facts}\n\nRewritten:"
 )
 #: Words that name classes or objects: a rephrase may use them only if the facts do.
-_VOCAB = {w for name in list(CLASS_DESCRIPTIONS) + [p for pair in OBJECT_NAMES.values() for p in pair]
-          for w in name.split() if len(w) > 3}  # fmt: skip
+#: Compared by stem (trailing "s" dropped), so "airplanes" counts as "airplane".
+_EXTRA_WORDS = ("car", "truck", "boat", "vehicle", "aircraft", "tree", "house", "road", "building",
+                "tank", "crane", "pool", "court", "field", "bridge", "tower", "container")  # fmt: skip
+_VOCAB = {w.rstrip("s") for name in (*CLASS_DESCRIPTIONS, *_EXTRA_WORDS, *(p for pair in OBJECT_NAMES.values() for p in pair))
+          for w in name.split() if len(w) > 2}  # fmt: skip
 
 
 def detailed_description(record: Record) -> str:
@@ -76,9 +79,8 @@ def faithful(rephrase: str, source: str) -> bool:
         return False
     if not _numbers(rephrase) <= _numbers(source):
         return False
-    src_words = _words(source)
-    stem = {w.rstrip("s") for w in src_words}
-    return all(w in src_words or w.rstrip("s") in stem for w in _words(rephrase) & _VOCAB)
+    stems = {w.rstrip("s") for w in _words(source)}
+    return all(w.rstrip("s") in stems for w in _words(rephrase) if w.rstrip("s") in _VOCAB)
 
 
 def _rephrase(llm: str | None, description: str) -> tuple[str, str]:
