@@ -65,9 +65,13 @@ def test_from_folders_reads_registered_layouts(tmp_path):
 def test_captions_differ_between_images_of_a_class_but_not_between_runs():
     a = vocabulary.class_captions("dense residential", "ucm_landuse", 3, key="a.jpg")
     assert a == vocabulary.class_captions("dense residential", "ucm_landuse", 3, key="a.jpg")
-    others = {tuple(vocabulary.class_captions("dense residential", "", 3, key=f"{i}")) for i in range(10)}
+    others = {
+        tuple(vocabulary.class_captions("dense residential", "", 3, key=f"{i}")) for i in range(10)
+    }
     assert len(others) > 1
-    assert vocabulary.class_captions("unheard of class", n=2)[0].lower().count("unheard of class") == 1
+    assert (
+        vocabulary.class_captions("unheard of class", n=2)[0].lower().count("unheard of class") == 1
+    )
 
 
 def test_bad_inputs_name_the_input(data, tmp_path):
@@ -79,7 +83,9 @@ def test_bad_inputs_name_the_input(data, tmp_path):
     bad = tmp_path / "bad"
     for cls in ("a", "b"):
         (bad / cls).mkdir(parents=True)
-        (bad / cls / "ok.jpg").write_bytes((data / "scene" / "forest" / "forest_0.jpg").read_bytes())
+        (bad / cls / "ok.jpg").write_bytes(
+            (data / "scene" / "forest" / "forest_0.jpg").read_bytes()
+        )
     (bad / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(ImageReadError, match="broken.jpg"):
         from_folders(bad, tmp_path / "out")
@@ -118,7 +124,11 @@ def test_from_detections_counts_presence_location_and_regions(tmp_path):
     root = _make("dota", tmp_path / "dota")
     ds = from_detections(root, tmp_path / "ds")
     recs = list(ds.records())
-    p1 = next(r for r in recs if r["image_window"] is None and json.loads(r["meta"])["sample_id"] == "P0001")
+    p1 = next(
+        r
+        for r in recs
+        if r["image_window"] is None and json.loads(r["meta"])["sample_id"] == "P0001"
+    )
     assert texts_of(p1, "caption")[0] == "An aerial image with 2 ships and 1 harbour."
     qa = {t["text"]: t["answer"] for t in p1["texts"] if t["kind"] == "qa"}
     assert qa["How many ships are there?"] == "2"
@@ -131,7 +141,9 @@ def test_from_detections_counts_presence_location_and_regions(tmp_path):
     assert {r["label"] for r in regions} == {"ship", "harbour"}
     coco = _make("coco_boxes", tmp_path / "coco")
     recs = list(from_detections(coco, tmp_path / "coco_ds", name="coco_boxes").records())
-    img1 = next(r for r in recs if r["image_window"] is None and json.loads(r["meta"])["sample_id"] == "1")
+    img1 = next(
+        r for r in recs if r["image_window"] is None and json.loads(r["meta"])["sample_id"] == "1"
+    )
     assert {o["name"] for o in img1["objects"]} == {"plane", "storage-tank"}
 
 

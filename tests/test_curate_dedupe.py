@@ -56,7 +56,14 @@ def test_distinct_smooth_images_are_far_apart_in_phash():
     rng = np.random.default_rng(1)
     from PIL import Image
 
-    ims = [np.asarray(Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((64, 64), Image.BICUBIC)) for _ in range(20)]
+    ims = [
+        np.asarray(
+            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize(
+                (64, 64), Image.BICUBIC
+            )
+        )
+        for _ in range(20)
+    ]
     hashes = np.array([phash64(im) for im in ims], dtype=np.uint64)
     dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     np.fill_diagonal(dist, 64)

@@ -30,7 +30,10 @@ def _raster(path: Path, crs: str | None, origin=(500000.0, 4000000.0), res=10.0,
 
 
 def _polygon(ds_crs, transform, c0, r0, c1, r1) -> dict:
-    xs, ys = zip(*[transform * (c, r) for c, r in [(c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0)]], strict=True)
+    xs, ys = zip(
+        *[transform * (c, r) for c, r in [(c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0)]],
+        strict=True,
+    )
     lon, lat = warp(ds_crs, "EPSG:4326", xs, ys)
     return {"type": "Polygon", "coordinates": [list(map(list, zip(lon, lat, strict=True)))]}
 
@@ -53,13 +56,21 @@ def test_chips_get_captions_from_the_tags_that_cover_them(tmp_path):
     ])  # fmt: skip
     ds = from_osm(tif, geo, tmp_path / "ds", chip_size=64)
     by_window = {tuple(r["image_window"]): r for r in ds.records()}
-    assert texts_of(by_window[(0, 0, 64, 64)], "tag_caption") == ["A satellite image of a residential area and 2 buildings."]
+    assert texts_of(by_window[(0, 0, 64, 64)], "tag_caption") == [
+        "A satellite image of a residential area and 2 buildings."
+    ]
     assert texts_of(by_window[(64, 64, 64, 64)], "tag_caption") == ["A satellite image of water."]
     assert (64, 0, 64, 64) not in by_window  # only a name: nothing to say
     rec = by_window[(0, 0, 64, 64)]
-    assert json.loads(rec["geo"])["type"] == "Polygon" and rec["source"] == "osm" and rec["image_bytes"][:2] == b"\xff\xd8"
+    assert (
+        json.loads(rec["geo"])["type"] == "Polygon"
+        and rec["source"] == "osm"
+        and rec["image_bytes"][:2] == b"\xff\xd8"
+    )
     assert "ODbL" in rec["licence"]
-    assert ds.manifest["steps"][0]["removed"] == {"no OSM feature with a described tag on the chip": 2}
+    assert ds.manifest["steps"][0]["removed"] == {
+        "no OSM feature with a described tag on the chip": 2
+    }
 
 
 def test_raster_without_crs_and_features_elsewhere_are_refused(tmp_path):
@@ -78,7 +89,9 @@ def test_tag_phrases():
     assert tag_phrase("landuse", "residential") == "residential area"
     assert tag_phrase("building", "house") == "building"
     assert tag_phrase("highway", "motorway") == "motorway"
-    caption, kept = chip_caption({("natural", "wood"): {"cover": 0.02, "count": 1, "area": True}}, min_cover=0.05)
+    caption, kept = chip_caption(
+        {("natural", "wood"): {"cover": 0.02, "count": 1, "area": True}}, min_cover=0.05
+    )
     assert caption == "" and kept == []
 
 

@@ -113,7 +113,9 @@ def test_filter_language_check(tmp_path):
             for i, c in enumerate(["many buildings and green trees are around a playground",
                                    "viele Gebäude und grüne Bäume stehen um einen Spielplatz"])]  # fmt: skip
     kept, removed = filter_batch(recs, language="en")
-    assert [texts_of(r)[0] for r in kept] == ["many buildings and green trees are around a playground"]
+    assert [texts_of(r)[0] for r in kept] == [
+        "many buildings and green trees are around a playground"
+    ]
     assert "language 'de'" in removed[0]["detail"][0]
 
 
@@ -129,25 +131,46 @@ class _LLM(TextGenerator):
 def test_instruct_builds_hierarchical_conversations_from_annotations(sets, tmp_path):
     ds = instruct(sets["det"], tmp_path / "i")
     recs = list(ds.records())
-    p1 = next(r for r in recs if r["image_window"] is None and json.loads(r["meta"])["sample_id"] == "P0001")
+    p1 = next(
+        r
+        for r in recs
+        if r["image_window"] is None and json.loads(r["meta"])["sample_id"] == "P0001"
+    )
     turns = p1["conversations"]
-    assert turns[0]["content"].startswith("<image>") and turns[1]["content"] == "An aerial image with 2 ships and 1 harbour."
+    assert (
+        turns[0]["content"].startswith("<image>")
+        and turns[1]["content"] == "An aerial image with 2 ships and 1 harbour."
+    )
     detail = turns[3]["content"]
-    assert "It contains 2 ships and 1 harbour." in detail and "The harbour is in the bottom left." in detail
-    qa = dict(zip([t["content"] for t in turns[4::2]], [t["content"] for t in turns[5::2]], strict=True))
+    assert (
+        "It contains 2 ships and 1 harbour." in detail
+        and "The harbour is in the bottom left." in detail
+    )
+    qa = dict(
+        zip([t["content"] for t in turns[4::2]], [t["content"] for t in turns[5::2]], strict=True)
+    )
     assert qa["How many ships are there?"] == "2"
     assert texts_of(p1, "instruction") == [detail]
 
 
 def test_llm_rephrase_is_kept_only_when_faithful(sets, tmp_path):
     good = "There are 2 ships and 1 harbour; the harbour sits in the bottom left."
-    register_backend("fakellm", "test LLM")(lambda rest: _LLM(good if rest == "good" else "I see 3 planes and 2 ships."))
+    register_backend("fakellm", "test LLM")(
+        lambda rest: _LLM(good if rest == "good" else "I see 3 planes and 2 ships.")
+    )
     try:
         faithful_ds = instruct(sets["det"], tmp_path / "good", llm="fakellm:good")
         bad_ds = instruct(sets["det"], tmp_path / "bad", llm="fakellm:bad")
     finally:
         unregister_backend("fakellm")
-    pick = lambda ds: next(r for r in ds.records() if json.loads(r["meta"]).get("sample_id") == "P0001" and not r["image_window"])  # noqa: E731
+
+    def pick(ds):
+        return next(
+            r
+            for r in ds.records()
+            if json.loads(r["meta"]).get("sample_id") == "P0001" and not r["image_window"]
+        )  # noqa: E731
+
     assert texts_of(pick(faithful_ds), "instruction") == [good]
     bad = pick(bad_ds)
     assert json.loads(bad["meta"])["instruct"] == "rephrase rejected"
@@ -163,4 +186,4 @@ def test_stats_counts_and_html(sets, tmp_path):
     page = tmp_path / "p.html"
     stats_html(sets["scene"], page, thumbnails=6)
     text_ = page.read_text()
-    assert text_.count("<img src=\"data:image/jpeg;base64,") == 6 and "parking lot" in text_
+    assert text_.count('<img src="data:image/jpeg;base64,') == 6 and "parking lot" in text_

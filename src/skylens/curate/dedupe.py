@@ -48,7 +48,9 @@ def phash64(pixels: np.ndarray) -> int:
     try:
         import imagehash
     except ImportError:
-        raise MissingDependencyError("dedupe needs imagehash: pip install skylens[curate]") from None
+        raise MissingDependencyError(
+            "dedupe needs imagehash: pip install skylens[curate]"
+        ) from None
     from PIL import Image
 
     bits = imagehash.phash(Image.fromarray(pixels)).hash.flatten()
@@ -65,18 +67,29 @@ def crop_views(pixels: np.ndarray) -> list[np.ndarray]:
     views = [pixels]
     for scale in CROP_SCALES:
         ch, cw = int(h * scale), int(w * scale)
-        for y, x in (((h - ch) // 2, (w - cw) // 2), (0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)):
+        for y, x in (
+            ((h - ch) // 2, (w - cw) // 2),
+            (0, 0),
+            (0, w - cw),
+            (h - ch, 0),
+            (h - ch, w - cw),
+        ):
             views.append(pixels[y : y + ch, x : x + cw])
     return views
 
 
-def features_batch(records: list[Record], model: str | None = None, crops: bool = False) -> list[dict]:
+def features_batch(
+    records: list[Record], model: str | None = None, crops: bool = False
+) -> list[dict]:
     """Map part of dedupe: ``{"id", "digest", "phash", "embedding"}`` per record.
 
     ``phash`` is a list of 64-bit hashes: one, or one per :func:`crop_views` view with
     ``crops``; ``embedding`` is None without ``model``.
     """
-    out = [{"id": r["id"], "digest": r.get("digest"), "phash": None, "embedding": None} for r in records]
+    out = [
+        {"id": r["id"], "digest": r.get("digest"), "phash": None, "embedding": None}
+        for r in records
+    ]
     pixels = [record_pixels(r, max_side=HASH_SIDE * 4) for r in records]
     for o, px in zip(out, pixels, strict=True):
         o["phash"] = [phash64(v) for v in (crop_views(px) if crops else [px])]
@@ -110,14 +123,22 @@ def against_records(paths: Sequence[str | os.PathLike[str]]) -> list[Record]:
                 rec["id"] = f"{p.name}:{rec['id']}"
                 out.append(rec)
         elif p.is_dir() or p.is_file():
-            out += folder_records(p) if p.is_dir() else [{"id": str(p), "image_path": str(p), "digest": digest_of(p)}]
+            out += (
+                folder_records(p)
+                if p.is_dir()
+                else [{"id": str(p), "image_path": str(p), "digest": digest_of(p)}]
+            )
         else:
             raise InputError(f"{p}: evaluation folder or dataset not found")
     return out
 
 
 def _features(
-    records: list[Record], model: str | None, desc: str, crops: bool = False, batch_size: int = EMBED_BATCH
+    records: list[Record],
+    model: str | None,
+    desc: str,
+    crops: bool = False,
+    batch_size: int = EMBED_BATCH,
 ) -> dict:
     feats = []
     with progress_bar(len(records), desc) as bar:
@@ -137,8 +158,14 @@ def _features(
 
 
 def near_pairs(
-    a: dict, b: dict, *, phash_distance: int, cosine: float, methods: Sequence[str],
-    same: bool, chunk: int = 1024,
+    a: dict,
+    b: dict,
+    *,
+    phash_distance: int,
+    cosine: float,
+    methods: Sequence[str],
+    same: bool,
+    chunk: int = 1024,
 ) -> Iterable[tuple[int, int, str, float]]:
     """(i in a, j in b, method, distance-or-similarity) of every near pair; with ``same``
     (a is b) only i < j. The first method that matches a pair names it."""  # fmt: skip
@@ -198,7 +225,9 @@ def dedupe(
     """
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
-        raise InputError(f"--methods must be a subset of {', '.join(METHODS)}, got {', '.join(methods) or 'none'}")
+        raise InputError(
+            f"--methods must be a subset of {', '.join(METHODS)}, got {', '.join(methods) or 'none'}"
+        )
     if not 0 <= phash_distance <= 64 or not 0.0 < cosine <= 1.0:
         raise InputError("phash_distance must be 0..64 and cosine in (0, 1]")
     src = open_dataset(dataset)
@@ -212,11 +241,21 @@ def dedupe(
         ref = _features(ref_records, use_model, "dedupe: evaluation features", crops=True)
         for i, j, method, score in near_pairs(feats, ref, same=False, **kw):
             if i not in drop:
-                drop[i] = {"reason": f"{method} match with evaluation image", "match": ref["ids"][j], "score": score}
+                drop[i] = {
+                    "reason": f"{method} match with evaluation image",
+                    "match": ref["ids"][j],
+                    "score": score,
+                }
     if within:
-        for i, j, method, score in sorted(near_pairs(feats, feats, same=True, **kw), key=lambda p: (p[1], p[0])):
+        for i, j, method, score in sorted(
+            near_pairs(feats, feats, same=True, **kw), key=lambda p: (p[1], p[0])
+        ):
             if j not in drop and i not in drop:
-                drop[j] = {"reason": f"{method} duplicate within the dataset", "match": feats["ids"][i], "score": score}
+                drop[j] = {
+                    "reason": f"{method} duplicate within the dataset",
+                    "match": feats["ids"][i],
+                    "score": score,
+                }
     step = step_info("dedupe", dataset=dataset, against=list(against), methods=list(methods),
                      phash_distance=phash_distance, cosine=cosine, model=use_model)  # fmt: skip
     with DatasetWriter(out, step=step, parent=src, overwrite=overwrite) as w:
@@ -226,5 +265,3 @@ def dedupe(
             w.removed(records[k]["id"], note["reason"], match=note["match"], score=note["score"],
                       image=records[k].get("image_path"))  # fmt: skip
     return open_dataset(out)
-
-

@@ -85,7 +85,9 @@ def export(
         with progress_bar(ds.count, f"export {fmt}") as bar:
             n = writer(ds, tmp, shard_size, bar)
         (tmp / "manifest.json").write_text(
-            json.dumps({**ds.manifest, "exported": {"format": fmt, "samples": n}}, indent=2, default=str)
+            json.dumps(
+                {**ds.manifest, "exported": {"format": fmt, "samples": n}}, indent=2, default=str
+            )
         )
         if out.exists():
             shutil.rmtree(out)
@@ -101,7 +103,9 @@ def _write_webdataset(ds, tmp: Path, shard_size: int, bar) -> int:
     try:
         import webdataset as wds
     except ImportError:
-        raise MissingDependencyError("webdataset export needs: pip install skylens[curate]") from None
+        raise MissingDependencyError(
+            "webdataset export needs: pip install skylens[curate]"
+        ) from None
     n = 0
     with wds.ShardWriter(str(tmp / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
         for rec, jpg in _samples(ds):
@@ -147,7 +151,9 @@ def _write_hf(ds, tmp: Path, shard_size: int, bar) -> int:
     try:
         import datasets
     except ImportError:
-        raise MissingDependencyError("hf export needs the datasets library: pip install datasets") from None
+        raise MissingDependencyError(
+            "hf export needs the datasets library: pip install datasets"
+        ) from None
 
     def gen():
         for rec, jpg in _samples(ds):
@@ -169,7 +175,19 @@ def _write_hf(ds, tmp: Path, shard_size: int, bar) -> int:
         {
             "id": datasets.Value("string"),
             "image": datasets.Image(),
-            **{k: datasets.Value("string") for k in ("caption", "texts", "conversations", "source", "licence", "label", "split", "geo")},
+            **{
+                k: datasets.Value("string")
+                for k in (
+                    "caption",
+                    "texts",
+                    "conversations",
+                    "source",
+                    "licence",
+                    "label",
+                    "split",
+                    "geo",
+                )
+            },
         }
     )
     hf = datasets.Dataset.from_generator(gen, features=features, cache_dir=str(tmp / ".cache"))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from skylens.curate.images import record_pixels
-from skylens.curate.pipeline import batched, run_batches, step_info
+from skylens.curate.pipeline import run_batches, step_info
 from skylens.curate.records import Record
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.errors import InputError, MissingDependencyError
@@ -37,7 +37,9 @@ def language_of(sentence: str) -> str:
     try:
         from langdetect import DetectorFactory, LangDetectException, detect
     except ImportError:
-        raise MissingDependencyError("the language check needs langdetect: pip install skylens[curate]") from None
+        raise MissingDependencyError(
+            "the language check needs langdetect: pip install skylens[curate]"
+        ) from None
     DetectorFactory.seed = 0
     try:
         return detect(sentence)
@@ -52,9 +54,16 @@ def _score_texts(records: list[Record], model: str) -> list[list[float | None]]:
     enc = load(model)
     enc.require(ImageTextEncoder)
     size = getattr(enc, "image_size", 224) or 224
-    img = np.asarray(enc.encode_images([record_pixels(r, max_side=size * 2) for r in records]), np.float32)
+    img = np.asarray(
+        enc.encode_images([record_pixels(r, max_side=size * 2) for r in records]), np.float32
+    )
     img /= np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
-    flat = [(i, k, t["text"]) for i, r in enumerate(records) for k, t in enumerate(r["texts"]) if t["kind"] in CHECKED_KINDS]
+    flat = [
+        (i, k, t["text"])
+        for i, r in enumerate(records)
+        for k, t in enumerate(r["texts"])
+        if t["kind"] in CHECKED_KINDS
+    ]
     scores: list[list[float | None]] = [[None] * len(r["texts"]) for r in records]
     if flat:
         txt = np.asarray(enc.encode_texts([t for _, _, t in flat]), np.float32)
@@ -92,17 +101,31 @@ def filter_batch(
     """Batch function (see ``pipeline.BatchFn``): records -> kept records, removal notes."""
     kept, removed = [], []
     if keep_splits:
-        removed += [{"id": r["id"], "reason": f"split '{r['split']}' not kept"} for r in records if r["split"] not in keep_splits]
+        removed += [
+            {"id": r["id"], "reason": f"split '{r['split']}' not kept"}
+            for r in records
+            if r["split"] not in keep_splits
+        ]
         records = [r for r in records if r["split"] in keep_splits]
-    scores = _score_texts(records, model) if (model and min_score is not None and records) else [[None] * len(r["texts"]) for r in records]
+    scores = (
+        _score_texts(records, model)
+        if (model and min_score is not None and records)
+        else [[None] * len(r["texts"]) for r in records]
+    )
     for rec, rec_scores in zip(records, scores, strict=True):
         texts, problems = [], []
         for t, s in zip(rec["texts"], rec_scores, strict=True):
             why = _text_problem(t, s, min_score, min_words, max_words, language)
             (problems if why else texts).append(why or t)
         had = any(t["kind"] in CHECKED_KINDS for t in rec["texts"])
-        if had and not any(t["kind"] in CHECKED_KINDS for t in texts) and not rec.get("conversations"):
-            removed.append({"id": rec["id"], "reason": "no caption passed the checks", "detail": problems[:3]})
+        if (
+            had
+            and not any(t["kind"] in CHECKED_KINDS for t in texts)
+            and not rec.get("conversations")
+        ):
+            removed.append(
+                {"id": rec["id"], "reason": "no caption passed the checks", "detail": problems[:3]}
+            )
             continue
         kept.append({**rec, "texts": texts})
     return kept, removed
@@ -135,7 +158,9 @@ def filter_dataset(
     if min_score is not None and not model:
         raise InputError("--min-score needs a model to score with (--model NAME)")
     if min_words < 0 or max_words < max(min_words, 1):
-        raise InputError(f"word bounds must satisfy 0 <= min_words <= max_words, got {min_words}..{max_words}")
+        raise InputError(
+            f"word bounds must satisfy 0 <= min_words <= max_words, got {min_words}..{max_words}"
+        )
     src = open_dataset(dataset)
     fn = functools.partial(
         filter_batch, model=model, min_score=min_score, min_words=min_words,

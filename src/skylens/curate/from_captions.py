@@ -78,7 +78,9 @@ def caption_records(items: list[dict], skip_bad: bool = False) -> tuple[list[Rec
         except ImageReadError as exc:
             if not skip_bad:
                 raise
-            removed.append({"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)})
+            removed.append(
+                {"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)}
+            )
             continue
         texts = [text("caption", c) for c in item["captions"] if c.strip()]
         if item["label"]:

@@ -44,7 +44,11 @@ def detection_items(root: str | os.PathLike[str], name: str = "dota", **kwargs) 
         {
             "path": str(Path(s["image"]).resolve()),
             "objects": [
-                {"name": o["name"], "bbox": [float(v) for v in o["bbox"]], "difficult": bool(o["difficult"])}
+                {
+                    "name": o["name"],
+                    "bbox": [float(v) for v in o["bbox"]],
+                    "difficult": bool(o["difficult"]),
+                }
                 for o in s["objects"]
             ],
             "classes": list(every.classes),
@@ -104,7 +108,9 @@ def detection_records(
         except ImageReadError as exc:
             if not skip_bad:
                 raise
-            removed.append({"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)})
+            removed.append(
+                {"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)}
+            )
             continue
         objects, source = item["objects"], item["source"]
         present = sorted(facts.counts(objects))

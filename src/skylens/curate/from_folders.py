@@ -71,7 +71,9 @@ def folder_records(
         except ImageReadError as exc:
             if not skip_bad:
                 raise
-            removed.append({"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)})
+            removed.append(
+                {"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)}
+            )
             continue
         label, source = item["label"], item["source"]
         captions = vocabulary.class_captions(label, source, captions_per_image, key=path)

@@ -82,12 +82,16 @@ def read_features(path: str | os.PathLike[str], bbox_wgs84: tuple[float, float, 
     try:
         import geopandas as gpd
     except ImportError:
-        raise MissingDependencyError("from-osm needs geopandas: pip install skylens[curate]") from None
+        raise MissingDependencyError(
+            "from-osm needs geopandas: pip install skylens[curate]"
+        ) from None
     if p.name.endswith(".osm.pbf") or p.suffix == ".pbf":
         try:
             import pyrosm
         except ImportError:
-            raise MissingDependencyError("reading .osm.pbf needs pyrosm: pip install pyrosm") from None
+            raise MissingDependencyError(
+                "reading .osm.pbf needs pyrosm: pip install pyrosm"
+            ) from None
         osm = pyrosm.OSM(str(p), bounding_box=list(bbox_wgs84))
         gdf = osm.get_data_by_custom_criteria(
             custom_filter={k: True for k in TAG_KEYS}, filter_type="keep",
@@ -115,7 +119,9 @@ def chip_caption(tags: dict[tuple[str, str], dict], min_cover: float) -> tuple[s
         phrase = tag_phrase(key, value)
         if not phrase or (f.get("area") and f["cover"] < min_cover and key not in COUNTED_KEYS):
             continue
-        kept.append({"key": key, "value": value, "phrase": phrase, "cover": f["cover"], "count": f["count"]})
+        kept.append(
+            {"key": key, "value": value, "phrase": phrase, "cover": f["cover"], "count": f["count"]}
+        )
     kept.sort(key=lambda t: (-t["cover"], -t["count"], t["phrase"]))
     parts = []
     for t in kept[:6]:
@@ -170,7 +176,9 @@ def from_osm(
 
     with read_raster(raster) as r:
         if r.crs is None or r.transform is None:
-            raise GeoError(f"{raster}: the raster has no CRS/georeferencing; from-osm needs a GeoTIFF with a CRS")
+            raise GeoError(
+                f"{raster}: the raster has no CRS/georeferencing; from-osm needs a GeoTIFF with a CRS"
+            )
         chips = list(tile(r, size=chip_size, overlap=overlap))
         lons = [c[0] for ch in chips if ch.footprint for c in ch.footprint["coordinates"][0]]
         lats = [c[1] for ch in chips if ch.footprint for c in ch.footprint["coordinates"][0]]
@@ -182,10 +190,15 @@ def from_osm(
                 f"{features}: no OSM feature with a described tag overlaps {raster} "
                 f"(raster bounds in WGS84: {tuple(round(v, 5) for v in bbox)})"
             )
-        step = step_info("from-osm", raster=raster, features=features, chip_size=chip_size, min_cover=min_cover)
+        step = step_info(
+            "from-osm", raster=raster, features=features, chip_size=chip_size, min_cover=min_cover
+        )
         step["input_count"] = len(chips)
         sindex = feats.sindex
-        with DatasetWriter(out, step=step, name=Path(raster).stem, overwrite=overwrite) as w, progress_bar(len(chips), "from-osm") as bar:
+        with (
+            DatasetWriter(out, step=step, name=Path(raster).stem, overwrite=overwrite) as w,
+            progress_bar(len(chips), "from-osm") as bar,
+        ):
             for chip in chips:
                 rec, why = _chip_record(r, chip, feats, sindex, min_cover, raster, read_chip, box)
                 if rec is None:
@@ -196,10 +209,14 @@ def from_osm(
     return open_dataset(out)
 
 
-def _chip_record(r, chip, feats, sindex, min_cover, raster, read_chip, box) -> tuple[Record | None, str]:
+def _chip_record(
+    r, chip, feats, sindex, min_cover, raster, read_chip, box
+) -> tuple[Record | None, str]:
     cell = box(*chip.bounds)
     area = cell.area
-    tags: dict[tuple[str, str], dict] = defaultdict(lambda: {"cover": 0.0, "count": 0, "area": False})
+    tags: dict[tuple[str, str], dict] = defaultdict(
+        lambda: {"cover": 0.0, "count": 0, "area": False}
+    )
     for idx in sindex.query(cell, predicate="intersects"):
         row = feats.iloc[int(idx)]
         geom = row.geometry

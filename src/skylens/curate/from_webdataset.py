@@ -87,7 +87,12 @@ def tar_items(tars: list[Path]) -> Iterator[dict]:
                 if "txt" in sample:
                     fields["txt"] = sample["txt"]
                 where = f"{shard}:{sample['__key__']}"
-                yield {"key": sample["__key__"], "where": where, "image": sample.get(ext), "fields": fields}
+                yield {
+                    "key": sample["__key__"],
+                    "where": where,
+                    "image": sample.get(ext),
+                    "fields": fields,
+                }
         except (OSError, ValueError) as exc:  # tarfile.ReadError is an OSError... not always
             raise InputError(f"{shard}: not a readable tar shard ({exc})") from None
 
@@ -104,7 +109,9 @@ def parquet_items(files: list[Path]) -> Iterator[dict]:
         names = pf.schema_arrow.names
         col = next((c for c in PARQUET_IMAGE_COLUMNS if c in names), None)
         if col is None:
-            raise InputError(f"{f}: no image column (expected one of {', '.join(PARQUET_IMAGE_COLUMNS)})")
+            raise InputError(
+                f"{f}: no image column (expected one of {', '.join(PARQUET_IMAGE_COLUMNS)})"
+            )
         for batch in pf.iter_batches(batch_size=256):
             for i, row in enumerate(batch.to_pylist()):
                 image = row.pop(col)
@@ -114,7 +121,9 @@ def parquet_items(files: list[Path]) -> Iterator[dict]:
                 yield {"key": key, "where": f"{f}:{key}", "image": image, "fields": row}
 
 
-def webdataset_records(items: list[dict], source: str = "web", skip_bad: bool = False) -> tuple[list[Record], list[dict]]:
+def webdataset_records(
+    items: list[dict], source: str = "web", skip_bad: bool = False
+) -> tuple[list[Record], list[dict]]:
     """Batch function: shard items -> records (see ``pipeline.BatchFn``)."""
     out, removed = [], []
     for item in items:

@@ -83,7 +83,9 @@ def record_pixels(record: Mapping[str, Any], max_side: int | None = None) -> np.
         return _fit(Image.fromarray(crop), max_side)
     try:
         # bytes are the record's own pixels (already windowed); a window applies to the file
-        source = io.BytesIO(record["image_bytes"]) if record.get("image_bytes") else record["image_path"]
+        source = (
+            io.BytesIO(record["image_bytes"]) if record.get("image_bytes") else record["image_path"]
+        )
         with Image.open(source) as im:
             if max_side:
                 im.draft("RGB", (max_side, max_side))

@@ -52,7 +52,9 @@ def detailed_description(record: Record) -> str:
     if objects:
         c = facts.counts(objects)
         names = sorted(c, key=lambda n: (-c[n], n))
-        parts.append(f"It contains {facts.list_phrase([facts.count_phrase(n, c[n]) for n in names])}.")
+        parts.append(
+            f"It contains {facts.list_phrase([facts.count_phrase(n, c[n]) for n in names])}."
+        )
         if width and height:
             for n in names[:4]:
                 cells = facts.where(objects, n, width, height)
@@ -90,12 +92,18 @@ def _rephrase(llm: str | None, description: str) -> tuple[str, str]:
     from skylens.models import load
 
     model = load(llm)
-    reply = model.generate([{"role": "user", "content": REPHRASE_PROMPT.format(facts=description)}], max_tokens=160)
+    reply = model.generate(
+        [{"role": "user", "content": REPHRASE_PROMPT.format(facts=description)}], max_tokens=160
+    )
     reply = " ".join(reply.split())
-    return (reply, "rephrased") if faithful(reply, description) else (description, "rephrase rejected")
+    return (
+        (reply, "rephrased") if faithful(reply, description) else (description, "rephrase rejected")
+    )
 
 
-def instruct_batch(records: list[Record], max_qa: int = 6, llm: str | None = None) -> tuple[list[Record], list[dict]]:
+def instruct_batch(
+    records: list[Record], max_qa: int = 6, llm: str | None = None
+) -> tuple[list[Record], list[dict]]:
     """Batch function (see ``pipeline.BatchFn``): records -> records with ``conversations``."""
     out, removed = [], []
     for rec in records:
@@ -118,7 +126,10 @@ def instruct_batch(records: list[Record], max_qa: int = 6, llm: str | None = Non
             texts.append(text("instruction", said))
             meta["instruct"] = outcome
         for t in qa[:max_qa]:
-            turns += [{"role": "user", "content": t["text"]}, {"role": "assistant", "content": t["answer"]}]
+            turns += [
+                {"role": "user", "content": t["text"]},
+                {"role": "assistant", "content": t["answer"]},
+            ]
         if not captions:
             turns[0]["content"] = "<image>\n" + turns[0]["content"]
         out.append({**rec, "texts": texts, "conversations": turns, "meta": _dump(meta)})

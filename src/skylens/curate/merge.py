@@ -35,9 +35,15 @@ def merge(
     inputs = [open_dataset(d) for d in datasets]
     step = step_info("merge", datasets=list(datasets))
     step["input_count"] = sum(d.count for d in inputs)
-    step["inputs"] = [{"path": str(d.path), "name": d.manifest.get("name"), "steps": d.manifest.get("steps", [])} for d in inputs]
+    step["inputs"] = [
+        {"path": str(d.path), "name": d.manifest.get("name"), "steps": d.manifest.get("steps", [])}
+        for d in inputs
+    ]
     seen: set[str] = set()
-    with DatasetWriter(out, step=step, name=name, overwrite=overwrite) as w, progress_bar(step["input_count"], "merge") as bar:
+    with (
+        DatasetWriter(out, step=step, name=name, overwrite=overwrite) as w,
+        progress_bar(step["input_count"], "merge") as bar,
+    ):
         for d in inputs:
             for batch in d.batches():
                 keep = []

@@ -90,11 +90,19 @@ def _thumb(rec: dict, side: int = 96) -> str:
 
 
 def _table(title: str, data: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in data.items())
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in data.items()
+    )
     return f"<h2>{html.escape(title)}</h2><table>{rows}</table>"
 
 
-def stats_html(dataset: str | os.PathLike[str], page: str | os.PathLike[str], thumbnails: int = 48, seed: int = 0) -> dict:
+def stats_html(
+    dataset: str | os.PathLike[str],
+    page: str | os.PathLike[str],
+    thumbnails: int = 48,
+    seed: int = 0,
+) -> dict:
     """Write a self-contained HTML page of the stats and a thumbnail grid; return the stats."""
     info = dataset_stats(dataset)
     ds = open_dataset(dataset)
@@ -102,11 +110,23 @@ def stats_html(dataset: str | os.PathLike[str], page: str | os.PathLike[str], th
     sample = random.Random(seed).sample(recs, min(thumbnails, len(recs)))
     cells = []
     for rec in sample:
-        cap = next((t["text"] for t in rec["texts"] if t["kind"] in CAPTION_KINDS + ("class_prompt",)), "")
+        cap = next(
+            (t["text"] for t in rec["texts"] if t["kind"] in CAPTION_KINDS + ("class_prompt",)), ""
+        )
         b64 = _thumb(rec)
         img = f'<img src="data:image/jpeg;base64,{b64}">' if b64 else "<div>(unreadable)</div>"
         cells.append(f"<figure>{img}<figcaption>{html.escape(cap)}</figcaption></figure>")
-    summary = {k: info[k] for k in ("records", "region_records", "objects", "classes", "vocabulary", "records_with_conversations")}
+    summary = {
+        k: info[k]
+        for k in (
+            "records",
+            "region_records",
+            "objects",
+            "classes",
+            "vocabulary",
+            "records_with_conversations",
+        )
+    }
     body = "".join(
         [
             f"<h1>{html.escape(str(info['name']))}</h1>",
@@ -125,5 +145,7 @@ def stats_html(dataset: str | os.PathLike[str], page: str | os.PathLike[str], th
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td{border:1px solid #ccc;"
         "padding:2px 8px}.grid{display:flex;flex-wrap:wrap}figure{width:110px;margin:4px;font-size:10px}"
     )
-    Path(page).write_text(f"<!doctype html><meta charset='utf-8'><style>{style}</style>{body}", encoding="utf-8")
+    Path(page).write_text(
+        f"<!doctype html><meta charset='utf-8'><style>{style}</style>{body}", encoding="utf-8"
+    )
     return info

@@ -57,7 +57,9 @@ class CuratedDataset:
     def parts(self) -> list[Path]:
         return sorted((self.path / "records").glob("part-*.parquet"))
 
-    def batches(self, batch_size: int = 256, columns: list[str] | None = None) -> Iterator[list[Record]]:
+    def batches(
+        self, batch_size: int = 256, columns: list[str] | None = None
+    ) -> Iterator[list[Record]]:
         """Records in batches of at most ``batch_size`` (streamed part by part)."""
         for part in self.parts:
             pf = pq.ParquetFile(part)
@@ -125,7 +127,9 @@ class DatasetWriter:
     ) -> None:
         self.out = Path(out).expanduser()
         if self.out.exists() and not overwrite:
-            raise InputError(f"{self.out}: already exists; choose a new --out (steps never write in place)")
+            raise InputError(
+                f"{self.out}: already exists; choose a new --out (steps never write in place)"
+            )
         if parent is not None and self.out.resolve() == parent.path.resolve():
             raise InputError(f"{self.out}: the output must differ from the input dataset")
         self.step = dict(step)

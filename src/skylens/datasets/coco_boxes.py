@@ -108,7 +108,9 @@ class COCOBoxes(BenchmarkDataset):
         samples: list[Sample] = []
         for image_id, file_name in sorted(images.items()):
             stem = Path(file_name).stem
-            if self.hash_split and (self.split == "val" or (hash_fraction(stem, 0) < 0.2) != (self.split == "test")):
+            if self.hash_split and (
+                self.split == "val" or (hash_fraction(stem, 0) < 0.2) != (self.split == "test")
+            ):
                 continue
             img = index.get(stem)
             if img is None and self._missing(file_name, self.image_dir or self.root):

@@ -20,14 +20,18 @@ def make(root: Path, seed: int = 0) -> Path:
     (root / "images").mkdir(parents=True, exist_ok=True)
     images, anns = [], []
     for i in range(1, 5):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "images" / f"{i}.jpg")
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            root / "images" / f"{i}.jpg"
+        )
         images.append({"id": i, "file_name": f"{i}.jpg", "width": 32, "height": 32})
     anns.append({"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 8], "iscrowd": 0})
     anns.append({"id": 2, "image_id": 1, "category_id": 2, "bbox": [20, 20, 6, 6], "iscrowd": 0})
     anns.append({"id": 3, "image_id": 2, "category_id": 2, "bbox": [0, 0, 5, 5], "iscrowd": 1})
     anns.append({"id": 4, "image_id": 4, "category_id": 1, "bbox": [16, 16, 8, 8], "iscrowd": 0})
     cats = [{"id": 1, "name": "plane"}, {"id": 2, "name": "storage-tank"}]
-    (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (root / "instances.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
     return root
 
 

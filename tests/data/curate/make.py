@@ -46,7 +46,10 @@ def make(root: Path, seed: int = 0) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         smooth_image(rng, 48).save(p, quality=95)
         split = "train" if i <= 4 else ("val" if i == 5 else "test")
-        sents = [{"raw": f"many green trees around building number {i} ."}, {"raw": "a road crosses the dense forest ."}]
+        sents = [
+            {"raw": f"many green trees around building number {i} ."},
+            {"raw": "a road crosses the dense forest ."},
+        ]
         images.append({"filename": f"{i}.tif", "split": split, "sentences": sents})
     (root / "captions" / "dataset.json").write_text(json.dumps({"images": images}))
     evals = []
@@ -62,9 +65,13 @@ def make(root: Path, seed: int = 0) -> Path:
         smooth_image(rng, 64).save(p, quality=95)
     pool = root / "pool" / "beach"
     evals[PLANTED["copy_jpeg60"]].save(pool / "copy_jpeg60.jpg", quality=60)
-    evals[PLANTED["copy_resized"]].resize((48, 48), Image.BILINEAR).save(pool / "copy_resized.jpg", quality=95)
+    evals[PLANTED["copy_resized"]].resize((48, 48), Image.BILINEAR).save(
+        pool / "copy_resized.jpg", quality=95
+    )
     evals[PLANTED["copy_cropped"]].crop((3, 3, 61, 61)).save(pool / "copy_cropped.jpg", quality=95)
-    shutil.copyfile(root / "pool" / "forest" / "train_0.jpg", root / "pool" / "forest" / "zz_exact_copy.jpg")
+    shutil.copyfile(
+        root / "pool" / "forest" / "train_0.jpg", root / "pool" / "forest" / "zz_exact_copy.jpg"
+    )
     return root
 
 

@@ -28,7 +28,9 @@ def make(root: Path, seed: int = 0) -> Path:
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labelTxt").mkdir(parents=True, exist_ok=True)
     for name in IMAGES:
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "images" / f"{name}.png")
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            root / "images" / f"{name}.png"
+        )
         lines = ["imagesource:GoogleEarth", "gsd:0.5"]
         for cls, x0, y0, x1, y1, diff in OBJECTS.get(name, [("ship", 4, 4, 9, 9, 0)]):
             lines.append(f"{x0} {y0} {x1} {y0} {x1} {y1} {x0} {y1} {cls} {diff}")
