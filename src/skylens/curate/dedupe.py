@@ -5,7 +5,10 @@ misses (the layering SemDeDup, Abbas et al. 2023, and the LAION/DataComp pipelin
 
 1. **exact**: equal content digest (BLAKE2b of the file bytes).
 2. **perceptual hash**: pHash (Zauner 2010; ``imagehash``: DCT of a 32 x 32 grey image, 64
-   bits) within ``phash_distance`` bits (Hamming): re-encoded and resized copies.
+   bits) within ``phash_distance`` bits (Hamming), confirmed by a correlation of at least
+   ``MIN_CORRELATION`` between 32 x 32 grey thumbnails (on the real sets, 6 of 9 raw pHash
+   matches were dark or uniform scenes whose hashes collide: an island at sea and an overpass):
+   re-encoded, resized and (evaluation side, through 11 crop views) slightly cropped copies.
 3. **embedding**: cosine similarity of the image embeddings of a model (default: skylens's
    ``default``) at least ``cosine``: slightly cropped or recoloured copies.
 
@@ -39,6 +42,8 @@ METHODS = ("exact", "phash", "embedding")
 #: threshold separates them; a model trained for copy detection would.
 DEFAULT_METHODS = ("exact", "phash")
 HASH_SIDE = 64  # images are decoded with their longer side near 4 x this (pHash itself needs 32)
+THUMB = 32  # side of the grey thumbnail that confirms a pHash match
+MIN_CORRELATION = 0.9  # thumbnail correlation a pHash match needs to count as a copy
 CROP_SCALES = (0.9, 0.8)  # evaluation views: measured on UCM, 10 % crops match within 8 bits
 EMBED_BATCH = 64
 
@@ -55,6 +60,17 @@ def phash64(pixels: np.ndarray) -> int:
 
     bits = imagehash.phash(Image.fromarray(pixels)).hash.flatten()
     return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
+
+
+def grey_thumb(pixels: np.ndarray) -> np.ndarray:
+    """32 x 32 grey thumbnail, zero-mean and unit-norm (1,024 float32): a dot product of two is
+    their Pearson correlation, which confirms a pHash match (copies >= 0.97 measured on UCM,
+    distinct images whose hashes collide <= 0.72)."""
+    from PIL import Image
+
+    g = np.asarray(Image.fromarray(pixels).convert("L").resize((THUMB, THUMB), Image.BILINEAR), np.float32).ravel()
+    g -= g.mean()
+    return g / max(float(np.linalg.norm(g)), 1e-6)
 
 
 def crop_views(pixels: np.ndarray) -> list[np.ndarray]:
@@ -92,7 +108,9 @@ def features_batch(
     ]
     pixels = [record_pixels(r, max_side=HASH_SIDE * 4) for r in records]
     for o, px in zip(out, pixels, strict=True):
-        o["phash"] = [phash64(v) for v in (crop_views(px) if crops else [px])]
+        views = crop_views(px) if crops else [px]
+        o["phash"] = [phash64(v) for v in views]
+        o["thumb"] = np.stack([grey_thumb(v) for v in views])
     if model:
         from skylens.models import load
 
@@ -153,6 +171,7 @@ def _features(
         "ids": [f["id"] for f in feats],
         "digest": [f["digest"] for f in feats],
         "phash": np.array([f["phash"] for f in feats], dtype=np.uint64).reshape(len(feats), -1),
+        "thumb": np.stack([f["thumb"] for f in feats]) if feats else np.zeros((0, 1, THUMB * THUMB), np.float32),
         "embedding": emb,
     }
 
@@ -185,11 +204,18 @@ def near_pairs(
             mask |= np.arange(len(b["ids"]))[None, :] <= np.arange(s, rows.stop)[:, None]
         if "phash" in methods:
             # a holds one hash a record; b one or several views: the closest view counts
-            dist = np.bitwise_count(a["phash"][rows, 0, None, None] ^ b["phash"][None, :, :]).min(2)
+            views = np.bitwise_count(a["phash"][rows, 0, None, None] ^ b["phash"][None, :, :])
+            dist = views.min(2)
             hit = (dist <= phash_distance) & ~mask
             for i, j in zip(*np.nonzero(hit), strict=True):
-                yield s + int(i), int(j), "phash", float(dist[i, j])
-            mask |= hit
+                # confirm: the thumbnail of a close view must correlate (hash collisions of
+                # dark or uniform scenes do not)
+                close = views[i, j] <= phash_distance
+                corr = float((b["thumb"][j][close] @ a["thumb"][s + i, 0]).max())
+                if corr >= MIN_CORRELATION:
+                    hit_ij = (s + int(i), int(j))
+                    mask[i, j] = True
+                    yield *hit_ij, "phash", float(dist[i, j])
         if "embedding" in methods and a["embedding"] is not None:
             sim = a["embedding"][rows] @ b["embedding"].T
             hit = (sim >= cosine) & ~mask
@@ -216,9 +242,9 @@ def dedupe(
         out: new dataset folder.
         against: evaluation image folders or curated datasets; matching records are dropped.
         methods: subset of ``exact``, ``phash``, ``embedding``.
-        phash_distance: largest Hamming distance (bits of 64) counted as a copy (8: on UCM,
-            re-encoded/resized copies are within 4, 10 % crops within 8 of a view, and no two
-            distinct images of 3,400 UCM/NWPU/EuroSAT images came closer than 10).
+        phash_distance: largest Hamming distance (bits of 64) counted as a copy, before the
+            thumbnail check (8: on UCM, re-encoded/resized copies are within 4 bits and 10 %
+            crops within 8 of a view).
         cosine: smallest embedding cosine similarity (0..1) counted as a copy.
         model: the encoder for ``embedding`` (any ``skylens.load`` name).
         within: also drop duplicates inside the dataset (keeps the first).
