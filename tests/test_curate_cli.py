@@ -12,6 +12,10 @@ from typer.testing import CliRunner
 from skylens.cli import app
 
 DATA = Path(__file__).parent / "data"
+
+pytest.importorskip("imagehash")  # the curate extra: pip install skylens[curate]
+pytest.importorskip("webdataset")
+pytest.importorskip("langdetect")
 runner = CliRunner()
 
 

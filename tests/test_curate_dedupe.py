@@ -14,6 +14,8 @@ from skylens.errors import InputError
 
 DATA = Path(__file__).parent / "data"
 
+pytest.importorskip("imagehash")  # the curate extra: pip install skylens[curate]
+
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory) -> tuple[Path, Path]:

@@ -15,7 +15,7 @@ from skylens.curate.from_osm import chip_caption, from_osm, tag_phrase
 from skylens.curate.records import texts_of
 from skylens.errors import GeoError
 
-pytest.importorskip("geopandas")
+pytest.importorskip("geopandas")  # the curate extra: pip install skylens[curate]
 
 
 def _raster(path: Path, crs: str | None, origin=(500000.0, 4000000.0), res=10.0, size=128) -> Path:

@@ -24,6 +24,9 @@ from skylens.models.base import ModelCard, TextGenerator, register_backend, unre
 
 DATA = Path(__file__).parent / "data"
 
+pytest.importorskip("webdataset")  # the curate extra: pip install skylens[curate]
+pytest.importorskip("langdetect")
+
 
 def _make(name: str, root: Path) -> Path:
     spec = importlib.util.spec_from_file_location(f"tiny_{name}", DATA / name / "make.py")
