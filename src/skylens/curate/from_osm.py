@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -114,14 +115,23 @@ def describing_tag(row) -> tuple[str, str] | None:
 
 def chip_caption(tags: dict[tuple[str, str], dict], min_cover: float) -> tuple[str, list[dict]]:
     """Caption and kept tag facts of one chip from ``{(key, value): {"cover", "count"}}``."""
-    kept = []
+    by_phrase: dict[str, dict] = {}  # tags with one phrase (building=yes, =house) are one thing
     for (key, value), f in tags.items():
         phrase = tag_phrase(key, value)
-        if not phrase or (f.get("area") and f["cover"] < min_cover and key not in COUNTED_KEYS):
+        if not phrase:
             continue
-        kept.append(
-            {"key": key, "value": value, "phrase": phrase, "cover": f["cover"], "count": f["count"]}
+        t = by_phrase.setdefault(
+            phrase,
+            {"key": key, "value": value, "phrase": phrase, "cover": 0.0, "count": 0, "area": False},
         )
+        t["cover"] = round(min(1.0, t["cover"] + f["cover"]), 4)
+        t["count"] += f["count"]
+        t["area"] = t["area"] or bool(f.get("area"))
+    kept = [
+        {k: v for k, v in t.items() if k != "area"}
+        for t in by_phrase.values()
+        if not (t["area"] and t["cover"] < min_cover and t["key"] not in COUNTED_KEYS)
+    ]
     kept.sort(key=lambda t: (-t["cover"], -t["count"], t["phrase"]))
     parts = []
     for t in kept[:6]:
