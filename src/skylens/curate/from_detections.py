@@ -31,32 +31,52 @@ from skylens.datasets import dataset_class
 from skylens.errors import ImageReadError, InputError
 
 
+def _images_of(ds) -> dict[str, tuple[str, list[dict]]]:
+    """image id -> (image path, objects), from per-image samples (``objects``) or per-object
+    samples (``bbox`` + ``label``, one sample a box: grouped by image)."""
+    out: dict[str, tuple[str, list[dict]]] = {}
+    for s in ds:
+        if "objects" in s:
+            objs = [{"name": o["name"], "bbox": [float(v) for v in o["bbox"]], "difficult": bool(o["difficult"])}
+                    for o in s["objects"]]  # fmt: skip
+            out[s["id"]] = (str(Path(s["image"]).resolve()), objs)
+        else:
+            stem = Path(s["image"]).stem
+            entry = out.setdefault(stem, (str(Path(s["image"]).resolve()), []))
+            for box in s.get("bbox") or []:
+                entry[1].append(
+                    {
+                        "name": ds.classes[s["label"]],
+                        "bbox": [float(v) for v in box],
+                        "difficult": False,
+                    }
+                )
+    return out
+
+
 def detection_items(root: str | os.PathLike[str], name: str = "dota", **kwargs) -> list[dict]:
     """Items ``{"path", "objects", "classes", "split", "source", "sample_id"}`` of a box set."""
     cls = dataset_class(name)
     if cls.task != "detection":
         raise InputError(f"'{name}' is a {cls.task} dataset, not a detection set")
     every = cls(root, split="all", **kwargs)
-    held_out = set()
+    images = _images_of(every)
+    held_out: set[str] = set()
     if "test" in cls.splits:
-        held_out = {s["id"] for s in cls(root, split="test", **kwargs)}
+        test = set(_images_of(cls(root, split="test", **kwargs)))
+        held_out = (
+            test if len(test) < len(images) else set()
+        )  # a "test" that is everything is no split
     return [
         {
-            "path": str(Path(s["image"]).resolve()),
-            "objects": [
-                {
-                    "name": o["name"],
-                    "bbox": [float(v) for v in o["bbox"]],
-                    "difficult": bool(o["difficult"]),
-                }
-                for o in s["objects"]
-            ],
+            "path": path,
+            "objects": objects,
             "classes": list(every.classes),
-            "split": "test" if s["id"] in held_out else "train",
+            "split": "test" if sample_id in held_out else "train",
             "source": cls.name,
-            "sample_id": s["id"],
+            "sample_id": sample_id,
         }
-        for s in every
+        for sample_id, (path, objects) in images.items()
     ]
 
 

@@ -93,11 +93,13 @@ def read_features(path: str | os.PathLike[str], bbox_wgs84: tuple[float, float, 
             raise MissingDependencyError(
                 "reading .osm.pbf needs pyrosm: pip install pyrosm"
             ) from None
-        osm = pyrosm.OSM(str(p), bounding_box=list(bbox_wgs84))
-        gdf = osm.get_data_by_custom_criteria(
-            custom_filter={k: True for k in TAG_KEYS}, filter_type="keep",
-            keep_nodes=True, keep_ways=True, keep_relations=True,
-        )  # fmt: skip
+        with warnings.catch_warnings():  # "no data for this area" becomes our GeoError below
+            warnings.simplefilter("ignore", UserWarning)
+            osm = pyrosm.OSM(str(p), bounding_box=list(bbox_wgs84))
+            gdf = osm.get_data_by_custom_criteria(
+                custom_filter={k: True for k in TAG_KEYS}, filter_type="keep",
+                keep_nodes=True, keep_ways=True, keep_relations=True,
+            )  # fmt: skip
         return gdf if gdf is not None else gpd.GeoDataFrame(geometry=[], crs="EPSG:4326")
     try:
         return gpd.read_file(p)
