@@ -25,6 +25,7 @@ pairing is a chunked all-pairs pass (numpy popcount / matrix product), O(N x M /
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def grey_thumb(pixels: np.ndarray) -> np.ndarray:
     distinct images whose hashes collide <= 0.72)."""
     from PIL import Image
 
-    g = np.asarray(Image.fromarray(pixels).convert("L").resize((THUMB, THUMB), Image.BILINEAR), np.float32).ravel()
+    g = np.asarray(
+        Image.fromarray(pixels).convert("L").resize((THUMB, THUMB), Image.BILINEAR), np.float32
+    ).ravel()
     g -= g.mean()
     return g / max(float(np.linalg.norm(g)), 1e-6)
 
@@ -171,7 +174,9 @@ def _features(
         "ids": [f["id"] for f in feats],
         "digest": [f["digest"] for f in feats],
         "phash": np.array([f["phash"] for f in feats], dtype=np.uint64).reshape(len(feats), -1),
-        "thumb": np.stack([f["thumb"] for f in feats]) if feats else np.zeros((0, 1, THUMB * THUMB), np.float32),
+        "thumb": np.stack([f["thumb"] for f in feats])
+        if feats
+        else np.zeros((0, 1, THUMB * THUMB), np.float32),
         "embedding": emb,
     }
 
@@ -256,6 +261,7 @@ def dedupe(
         )
     if not 0 <= phash_distance <= 64 or not 0.0 < cosine <= 1.0:
         raise InputError("phash_distance must be 0..64 and cosine in (0, 1]")
+    started = time.time()
     src = open_dataset(dataset)
     records = list(src.records())
     use_model = model if "embedding" in methods else None
@@ -284,7 +290,7 @@ def dedupe(
                 }
     step = step_info("dedupe", dataset=dataset, against=list(against), methods=list(methods),
                      phash_distance=phash_distance, cosine=cosine, model=use_model)  # fmt: skip
-    with DatasetWriter(out, step=step, parent=src, overwrite=overwrite) as w:
+    with DatasetWriter(out, step=step, parent=src, overwrite=overwrite, started=started) as w:
         w.write(r for k, r in enumerate(records) if k not in drop)
         for k in sorted(drop):
             note = drop[k]

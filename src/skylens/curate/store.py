@@ -124,7 +124,10 @@ class DatasetWriter:
         parent: CuratedDataset | None = None,
         name: str | None = None,
         overwrite: bool = False,
+        started: float | None = None,
     ) -> None:
+        """``started``: ``time.time()`` when the step began, if before the writer (the manifest's
+        ``seconds`` then include the work done before writing, e.g. dedupe's features)."""
         self.out = Path(out).expanduser()
         if self.out.exists() and not overwrite:
             raise InputError(
@@ -141,7 +144,7 @@ class DatasetWriter:
         self._parts = 0
         self._removed = None
         self._removed_counts: dict[str, int] = {}
-        self._t0 = time.time()
+        self._t0 = started if started is not None else time.time()
         self.tmp = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
 
     def __enter__(self) -> DatasetWriter:
