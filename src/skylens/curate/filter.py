@@ -11,7 +11,8 @@ removed, with the reason. Class prompts, QA and instructions pass untouched (the
 annotations, not from the web). ``keep_splits`` keeps only records of those splits.
 
 Scores are cosine similarities in [-1, 1]; their scale depends on the model, so choose the
-threshold from the score distribution ``stats`` prints, never from a test split.
+threshold on a sample of training pairs (each removal note in ``removed.jsonl`` carries the
+failing score), never on a test split.
 """
 
 from __future__ import annotations
