@@ -228,6 +228,30 @@ def near_pairs(
                 yield s + int(i), int(j), "embedding", round(float(sim[i, j]), 4)
 
 
+def duplicates(feats: dict, ref: dict | None, *, within: bool, **kw) -> dict[int, dict]:
+    """Index of each record to drop -> ``{"reason", "match", "score"}``: matches with the
+    evaluation features ``ref`` first, then (``within``) later members of near-duplicate pairs."""
+    drop: dict[int, dict] = {}
+    if ref is not None:
+        for i, j, method, score in near_pairs(feats, ref, same=False, **kw):
+            if i not in drop:
+                drop[i] = {
+                    "reason": f"{method} match with evaluation image",
+                    "match": ref["ids"][j],
+                    "score": score,
+                }
+    if within:
+        pairs = sorted(near_pairs(feats, feats, same=True, **kw), key=lambda p: (p[1], p[0]))
+        for i, j, method, score in pairs:
+            if j not in drop and i not in drop:
+                drop[j] = {
+                    "reason": f"{method} duplicate within the dataset",
+                    "match": feats["ids"][i],
+                    "score": score,
+                }
+    return drop
+
+
 def dedupe(
     dataset: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -266,28 +290,13 @@ def dedupe(
     records = list(src.records())
     use_model = model if "embedding" in methods else None
     feats = _features(records, use_model, "dedupe: features")
-    drop: dict[int, dict] = {}
     kw = dict(phash_distance=phash_distance, cosine=cosine, methods=methods)
-    if against:
-        ref_records = against_records(against)
-        ref = _features(ref_records, use_model, "dedupe: evaluation features", crops=True)
-        for i, j, method, score in near_pairs(feats, ref, same=False, **kw):
-            if i not in drop:
-                drop[i] = {
-                    "reason": f"{method} match with evaluation image",
-                    "match": ref["ids"][j],
-                    "score": score,
-                }
-    if within:
-        for i, j, method, score in sorted(
-            near_pairs(feats, feats, same=True, **kw), key=lambda p: (p[1], p[0])
-        ):
-            if j not in drop and i not in drop:
-                drop[j] = {
-                    "reason": f"{method} duplicate within the dataset",
-                    "match": feats["ids"][i],
-                    "score": score,
-                }
+    ref = (
+        _features(against_records(against), use_model, "dedupe: evaluation features", crops=True)
+        if against
+        else None
+    )
+    drop = duplicates(feats, ref, within=within, **kw)
     step = step_info("dedupe", dataset=dataset, against=list(against), methods=list(methods),
                      phash_distance=phash_distance, cosine=cosine, model=use_model)  # fmt: skip
     with DatasetWriter(out, step=step, parent=src, overwrite=overwrite, started=started) as w:

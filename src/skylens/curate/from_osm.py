@@ -192,16 +192,7 @@ def from_osm(
                 f"{raster}: the raster has no CRS/georeferencing; from-osm needs a GeoTIFF with a CRS"
             )
         chips = list(tile(r, size=chip_size, overlap=overlap))
-        lons = [c[0] for ch in chips if ch.footprint for c in ch.footprint["coordinates"][0]]
-        lats = [c[1] for ch in chips if ch.footprint for c in ch.footprint["coordinates"][0]]
-        bbox = (min(lons), min(lats), max(lons), max(lats))
-        feats = _features_in_crs(read_features(features, bbox), r.crs, features)
-        scene = box(*r.bounds)
-        if feats.empty or not feats.intersects(scene).any():
-            raise GeoError(
-                f"{features}: no OSM feature with a described tag overlaps {raster} "
-                f"(raster bounds in WGS84: {tuple(round(v, 5) for v in bbox)})"
-            )
+        feats = _overlapping_features(r, chips, raster, features, box)
         step = step_info(
             "from-osm", raster=raster, features=features, chip_size=chip_size, min_cover=min_cover
         )
@@ -219,6 +210,20 @@ def from_osm(
                     w.write([rec])
                 bar.update(1)
     return open_dataset(out)
+
+
+def _overlapping_features(r, chips, raster, features, box):
+    """The described features in the raster's CRS; GeoError when none overlaps the raster."""
+    lons = [c[0] for ch in chips if ch.footprint for c in ch.footprint["coordinates"][0]]
+    lats = [c[1] for ch in chips if ch.footprint for c in ch.footprint["coordinates"][0]]
+    bbox = (min(lons), min(lats), max(lons), max(lats))
+    feats = _features_in_crs(read_features(features, bbox), r.crs, features)
+    if feats.empty or not feats.intersects(box(*r.bounds)).any():
+        raise GeoError(
+            f"{features}: no OSM feature with a described tag overlaps {raster} "
+            f"(raster bounds in WGS84: {tuple(round(v, 5) for v in bbox)})"
+        )
+    return feats
 
 
 def _chip_record(
