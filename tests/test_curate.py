@@ -168,3 +168,38 @@ def test_merge_keeps_sources_and_drops_repeated_ids(data, tmp_path):
     assert m.manifest["steps"][-1]["removed"] == {"same id in an earlier input": a.count}
     with pytest.raises(InputError, match="unknown text kind"):
         text("poem", "x")
+
+
+def test_from_vqa_and_merge_by_digest_put_qa_beside_captions(data, tmp_path):
+    from skylens.curate.from_vqa import from_vqa
+
+    root = tmp_path / "rsivqa"
+    root.mkdir()
+    (root / "q.txt").write_text(
+        "1.tif:Does this picture contain trees?yes\n2.tif:How many buildings are there?3\n"
+        "6.tif:Is there a road?no\nno-colon line\n"
+    )
+    qa = from_vqa(root, tmp_path / "qa", image_dir=data / "captions" / "images",
+                  image_splits=data / "captions" / "dataset.json")  # fmt: skip
+    recs = {json.loads(r["meta"])["sample_id"]: r for r in qa.records()}
+    assert set(recs) == {"1", "2", "6"} and recs["6"]["split"] == "test"
+    assert recs["2"]["texts"] == [text("qa", "How many buildings are there?", "3")]
+    from_captions(data / "captions", tmp_path / "caps")
+    m = merge([tmp_path / "caps", tmp_path / "qa"], tmp_path / "m", by_digest=True)
+    assert m.count == 6 and m.manifest["steps"][-1]["joined"] == 3
+    one = next(r for r in m.records() if json.loads(r["meta"])["sample_id"] == "1")
+    assert [t["kind"] for t in one["texts"]] == ["caption", "caption", "qa"]
+    assert json.loads(one["meta"])["also_from"] == ["rsivqa"]
+
+
+def test_joining_keeps_the_most_held_out_split():
+    from skylens.curate.merge import join_records
+
+    a = make_record(
+        source="ucm_captions", image_path="/1.jpg", split="train", texts=[text("caption", "x")]
+    )
+    b = make_record(
+        source="rsivqa", image_path="/1.jpg", split="test", texts=[text("caption", "x")]
+    )
+    joined = join_records(a, b)
+    assert joined["split"] == "test" and len(joined["texts"]) == 1

@@ -116,6 +116,27 @@ def from_detections_cmd(
     _report(from_detections(root, out_, name=name, max_crops=max_crops), fmt)
 
 
+@app.command("from-vqa")
+@friendly
+def from_vqa_cmd(
+    root: Annotated[Path, typer.Argument(help="VQA set folder (RSIVQA *.txt, RSVQA JSON).")],
+    out_: Out,
+    name: Annotated[str, typer.Option("--name", help="rsivqa, rsvqa_lr or rsvqa_hr.")] = "rsivqa",
+    image_dir: Annotated[Path | None, typer.Option(help="Where the images are.")] = None,
+    image_splits: Annotated[
+        Path | None, typer.Option(help="Karpathy dataset.json fixing each image's split.")
+    ] = None,
+    fmt: Fmt = OutputFormat.table,
+) -> None:
+    """Question-answer annotations -> one record per image with its QA pairs."""
+    from skylens.curate.from_vqa import from_vqa
+
+    extra = {
+        k: v for k, v in (("image_dir", image_dir), ("image_splits", image_splits)) if v is not None
+    }
+    _report(from_vqa(root, out_, name=name, **extra), fmt)
+
+
 @app.command("from-osm")
 @friendly
 def from_osm_cmd(
@@ -158,12 +179,15 @@ def from_webdataset_cmd(
 def merge_cmd(
     datasets: Annotated[list[Path], typer.Argument(help="Curated datasets to put together.")],
     out_: Out,
+    by_digest: Annotated[
+        bool, typer.Option(help="Join records of the same image content into one.")
+    ] = False,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
-    """Several curated datasets -> one (repeated ids dropped)."""
+    """Several curated datasets -> one (repeated ids dropped, or same images joined)."""
     from skylens.curate.merge import merge
 
-    _report(merge(datasets, out_), fmt)
+    _report(merge(datasets, out_, by_digest=by_digest), fmt)
 
 
 @app.command("dedupe")
