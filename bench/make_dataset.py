@@ -7,9 +7,11 @@ Sources (each curated by its own step, through the dataset registry):
   stratified split (``test`` = the held-out 20 % the model helper evaluates on);
 * UCM-Captions: ``from-captions`` (human sentences, Karpathy split; the UC Merced land-use
   images are the same pixels, so they enter once, here);
-* DOTA samples: ``from-detections`` (count/presence captions, QA, object crops).
+* DOTA samples: ``from-detections`` (count/presence captions, QA, object crops);
+* RSIVQA-UCM: ``from-vqa`` (presence/count/location/scene questions with their answers, split
+  fixed by UCM-Captions' dataset.json), joined to the UCM-Captions records of the same image.
 
-Then: ``merge``; the evaluation images (every record of split ``test`` or ``val``: UCM-Captions
+Then: ``merge --by-digest`` (one record per image, texts of every source); the evaluation images (every record of split ``test`` or ``val``: UCM-Captions
 test and val (RSIVQA's held-out images are UCM-Captions test images), NWPU and EuroSAT test)
 become their own dataset; ``filter --split train`` keeps the training split; ``dedupe --against``
 the evaluation dataset removes any training image that copies an evaluation image (and exact /
@@ -39,6 +41,7 @@ from skylens.curate.filter import filter_dataset
 from skylens.curate.from_captions import from_captions
 from skylens.curate.from_detections import from_detections
 from skylens.curate.from_folders import from_folders
+from skylens.curate.from_vqa import from_vqa
 from skylens.curate.instruct import instruct
 from skylens.curate.merge import merge
 from skylens.curate.stats import dataset_stats, stats_html
@@ -61,18 +64,42 @@ def build(data: Path, work: Path) -> dict:
         print(f"{step}: {count if count is not None else ds} ({timings[step]} s)", flush=True)
         return ds
 
-    timed("from-folders nwpu", from_folders, data / "nwpu_resisc45_subset", work / "nwpu", name="nwpu_resisc45")
-    timed("from-folders eurosat", from_folders, data / "eurosat_rgb_subset", work / "eurosat", name="eurosat")
-    timed("from-captions ucm", from_captions, data / "ucm_captions", work / "ucm", name="ucm_captions")
+    timed(
+        "from-folders nwpu",
+        from_folders,
+        data / "nwpu_resisc45_subset",
+        work / "nwpu",
+        name="nwpu_resisc45",
+    )
+    timed(
+        "from-folders eurosat",
+        from_folders,
+        data / "eurosat_rgb_subset",
+        work / "eurosat",
+        name="eurosat",
+    )
+    timed(
+        "from-captions ucm", from_captions, data / "ucm_captions", work / "ucm", name="ucm_captions"
+    )
     timed("from-detections dota", from_detections, data / "dota_samples", work / "dota")
-    parts = [work / n for n in ("nwpu", "eurosat", "ucm", "dota")]
-    timed("merge", merge, parts, work / "all", name="skylens-train")
+    timed("from-vqa rsivqa", from_vqa, data / "rsivqa_ucm", work / "rsivqa",
+          image_dir=data / "ucm_captions" / "images", image_splits=data / "ucm_captions" / "dataset.json")  # fmt: skip
+    parts = [work / n for n in ("nwpu", "eurosat", "ucm", "rsivqa", "dota")]
+    timed("merge", merge, parts, work / "all", name="skylens-train", by_digest=True)
     timed("eval split", filter_dataset, work / "all", work / "eval", keep_splits=["test", "val"],
           min_words=0, language=None)  # fmt: skip
     timed("train split", filter_dataset, work / "all", work / "train_split", keep_splits=["train"],
           min_words=0, language=None)  # fmt: skip
     timed("dedupe", dedupe, work / "train_split", work / "dedup", against=[work / "eval"])
-    timed("filter", filter_dataset, work / "dedup", work / "clean", min_words=2, max_words=77, language="en")
+    timed(
+        "filter",
+        filter_dataset,
+        work / "dedup",
+        work / "clean",
+        min_words=2,
+        max_words=77,
+        language="en",
+    )
     timed("instruct", instruct, work / "clean", work / "train")
     timed("export", export, work / "train", work / "webdataset", fmt="webdataset", shard_size=2000)
     stats = stats_html(work / "train", work / "train_stats.html")
@@ -87,12 +114,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "dataset")
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "dataset_stats.json")
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "bench" / "results" / "dataset_stats.json"
+    )
     args = parser.parse_args()
     stats = build(args.data, args.work)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(stats, indent=2, default=str))
-    print(json.dumps({k: stats[k] for k in ("records", "by_source", "by_split", "by_text_kind", "removed")}, indent=2))
+    print(
+        json.dumps(
+            {k: stats[k] for k in ("records", "by_source", "by_split", "by_text_kind", "removed")},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
