@@ -71,7 +71,11 @@ def timed(fn, *args, **kwargs) -> tuple[object, dict]:
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
     seconds = time.perf_counter() - t0
-    return result, {"seconds": round(seconds, 2), "load_before": round(before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    return result, {
+        "seconds": round(seconds, 2),
+        "load_before": round(before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def main() -> None:
@@ -100,7 +104,9 @@ def main() -> None:
     t_dd["images_per_s"] = round((ds.count + args.eval) / t_dd["seconds"], 1)
     removed = [Path(r["image"]).stem for r in clean.removed()]
     t_dd["planted_removed"] = {k: sum(r.startswith(f"planted_{k}") for r in removed) for k in KINDS}
-    t_dd["planted_per_kind"] = {k: sum(1 for i in range(args.planted) if KINDS[i % 3] == k) for k in KINDS}
+    t_dd["planted_per_kind"] = {
+        k: sum(1 for i in range(args.planted) if KINDS[i % 3] == k) for k in KINDS
+    }
     t_dd["distinct_removed_by_mistake"] = sum(not r.startswith("planted_") for r in removed)
     t_dd["removed_reasons"] = clean.manifest["steps"][-1]["removed"]
     print("dedupe", t_dd, flush=True)
