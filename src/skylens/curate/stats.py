@@ -127,23 +127,26 @@ def stats_html(
             "records_with_conversations",
         )
     }
-    body = "".join(
-        [
-            f"<h1>{html.escape(str(info['name']))}</h1>",
-            _table("Summary", summary),
-            _table("By source", info["by_source"]),
-            _table("By split", info["by_split"]),
-            _table("By text kind", info["by_text_kind"]),
-            _table("Caption length (words)", info["caption_words"]),
-            _table("Removed by the steps", info["removed"] or {"(nothing)": 0}),
-            _table("Top words", info["top_words"]),
-            _table("By class", info["by_class"]),
-            f"<h2>Sample</h2><div class='grid'>{''.join(cells)}</div>",
-        ]
+    tables = "".join(
+        f"<div>{_table(title, data)}</div>"
+        for title, data in (
+            ("By source", info["by_source"]),
+            ("By split", info["by_split"]),
+            ("By text kind", info["by_text_kind"]),
+            ("Caption length (words)", info["caption_words"]),
+            ("Removed by the steps", info["removed"] or {"(nothing)": 0}),
+            ("Top words", info["top_words"]),
+            ("By class", info["by_class"]),
+        )
+    )
+    body = (
+        f"<h1>{html.escape(str(info['name']))}</h1><div class='row'><div>{_table('Summary', summary)}</div>"
+        f"{tables}</div><h2>Sample</h2><div class='grid'>{''.join(cells)}</div>"
     )
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td{border:1px solid #ccc;"
-        "padding:2px 8px}.grid{display:flex;flex-wrap:wrap}figure{width:110px;margin:4px;font-size:10px}"
+        "padding:2px 8px}.grid,.row{display:flex;flex-wrap:wrap;align-items:flex-start}.row>div{margin-right:2em}"
+        "figure{width:110px;margin:4px;font-size:10px}"
     )
     Path(page).write_text(
         f"<!doctype html><meta charset='utf-8'><style>{style}</style>{body}", encoding="utf-8"
