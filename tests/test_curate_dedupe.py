@@ -90,3 +90,17 @@ def test_bad_arguments(pool, tmp_path):
         dedupe(ds, tmp_path / "x", methods=["md5"])
     with pytest.raises(InputError, match="not found"):
         dedupe(ds, tmp_path / "x", against=[tmp_path / "nowhere"])
+
+
+def test_against_a_curated_dataset_of_evaluation_records(pool, tmp_path):
+    import shutil
+
+    root, ds = pool
+    for i, f in enumerate(sorted((root / "eval").glob("*.png"))):
+        (tmp_path / "evalset" / f"class_{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, tmp_path / "evalset" / f"class_{i % 2}" / f.name)
+    from_folders(tmp_path / "evalset", tmp_path / "eval_ds")
+    out = dedupe(ds, tmp_path / "clean", against=[tmp_path / "eval_ds"], within=False)
+    removed = {Path(r["image"]).stem: r["match"] for r in out.removed()}
+    assert set(removed) == {"copy_jpeg60", "copy_resized", "copy_cropped"}
+    assert all(m.startswith("eval_ds:") for m in removed.values())
