@@ -40,3 +40,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out bench/work
+
+# skylens curate: build the training set from ../shared/data (bench/make_dataset.py; writes bench/work/dataset)
+dataset: $(STAMP)
+	PYTHONPATH=src $(PY) bench/make_dataset.py

@@ -68,10 +68,11 @@ def quiet(name: str, root: Path, split: str = "all", **kwargs):
 
 
 def test_every_registered_dataset_has_a_tiny_copy():
-    assert len(DATASETS) == 17
+    assert len(DATASETS) == 19
     folders = {p.parent.name for p in DATA.glob("*/make.py")}
-    # rsivqa_train: a bigger copy in RSIVQA's layout, for the VQA training tests
-    assert folders - set(DATASETS) == {"rsivqa_train"}
+    # rsivqa_train: a bigger copy in RSIVQA's layout, for the VQA training tests;
+    # curate: inputs of the curate tests (class tree, captions, planted copies)
+    assert folders - set(DATASETS) == {"rsivqa_train", "curate"}
     assert set(DATASETS) <= folders
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from skylens.cli import demo, evaluate, geo, images, index, models, serve, train
+from skylens.cli import curate, demo, evaluate, geo, images, index, models, serve, train
 
 
 def _version(value: bool) -> None:
@@ -46,6 +46,7 @@ for _group in (index, images, geo, models, serve, demo):
 # command groups
 app.add_typer(train.app, name="train")
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(curate.app, name="curate")
 
 
 def main() -> None:  # pragma: no cover

@@ -23,11 +23,15 @@ vqa               rsivqa             <subset>/*.txt (IMAGE:QUESTION?ANSWER lines
 vqa               rsvqa_lr           LR_split_<split>_{questions,answers,images}.json
 vqa               rsvqa_hr           USGS_split_<split>_{questions,answers,images}.json
 change_captioning levir_cc           LevirCCcaptions.json + images/<split>/{A,B}/
+detection         dota               images/P0001.png + labelTxt/P0001.txt (oriented boxes)
+detection         coco_boxes         annotations/instances_<split>.json (COCO boxes)
 ================  =================  =====================================================
 """
 
 from skylens.datasets import (  # noqa: F401  (importing registers each loader)
     aid,
+    coco_boxes,
+    dota,
     eurosat,
     levir_cc,
     nwpu_captions,

@@ -43,6 +43,10 @@ class Sample(TypedDict, total=False):
         question_type: VQA question family (``presence``, ``count``, ``comp``, ...).
         label: index into the dataset's ``classes`` list.
         bbox: boxes as ``(xmin, ymin, xmax, ymax)`` in pixels (reserved; no loader fills it yet).
+        objects: detection annotations, one dict per object: ``name`` (class as published),
+            ``bbox`` ``(xmin, ymin, xmax, ymax)`` in pixels, ``polygon`` (the published corner
+            coordinates, x1, y1, x2, y2, ... in pixels; the box's four corners when the source
+            has axis-aligned boxes only) and ``difficult`` (bool).
         mask: path of a per-pixel label image (reserved).
         geo: footprint/position metadata, e.g. ``{"crs": "EPSG:4326", "bounds": (...)}`` (reserved).
     """
@@ -57,6 +61,7 @@ class Sample(TypedDict, total=False):
     question_type: str
     label: int
     bbox: list[tuple[float, float, float, float]]
+    objects: list[dict[str, Any]]
     mask: Path | None
     geo: dict[str, Any]
 
@@ -73,7 +78,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 )
 
 #: Task names a dataset may declare.
-TASKS: tuple[str, ...] = ("captioning", "classification", "vqa", "change_captioning")
+TASKS: tuple[str, ...] = ("captioning", "classification", "vqa", "change_captioning", "detection")
 
 Transform = Callable[[Sample], Sample]
 
