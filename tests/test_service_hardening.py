@@ -408,3 +408,21 @@ def test_the_classify_task_refuses_top_zero_for_every_face(top):
         classify_arrays(
             skylens.load("fake"), [np.full((8, 8, 3), 9, np.uint8)], ["a", "b"], top=top
         )
+
+
+def test_an_answerer_whose_parts_are_missing_is_a_422_not_a_500(index_dir, root):
+    from skylens.models.base import Answerer, register_backend, unregister_backend
+
+    class Missing(type(skylens.load("fake")), Answerer):
+        def answer(self, image, question):
+            raise ImportError("No module named 'skylens.models.vqa_heads'")
+
+    register_backend("fakemissing", "answerer without its parts", "fakemissing")(
+        lambda rest: Missing(rest)
+    )
+    try:
+        c = TestClient(create_app(index_dir, model="fakemissing", roots=[root], token=""))
+        err = _err(c.post("/api/ask", data={"question": "what is it?", "path": "red.png"}), 422)
+        assert err["type"] == "CapabilityError" and "cannot answer" in err["message"]
+    finally:
+        unregister_backend("fakemissing")

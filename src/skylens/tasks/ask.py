@@ -21,7 +21,12 @@ def ask_image(model, image: np.ndarray, question: str) -> Answer:
     """
     check_question(question)
     if isinstance(model, Answerer):
-        return model.answer(image, question)
+        try:
+            return model.answer(image, question)
+        except ImportError as exc:  # trained parts that load on first use are not installed
+            raise CapabilityError(
+                f"model '{model.name}' cannot answer questions in this install: {exc}"
+            ) from exc
     if isinstance(model, ImageTextEncoder):
         return ZeroShotAnswerer(model).answer(image, question)
     raise CapabilityError(
