@@ -38,9 +38,10 @@ from skylens.tasks.common import load_scene_rgb
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
 CANDIDATES = 40  # per retriever, before fusion
 RERANK_POOL = 20  # fused candidates that get the sentence-level rerank
-#: rerank weights: best-sentence cosine, content-word overlap, image similarity, fused rank.
-#: Set by reasoning, not fitted: semantic match first, exact words second, rank as a tie-break.
-W_SENTENCE, W_OVERLAP, W_IMAGE, W_RANK = 0.55, 0.30, 0.25, 0.15
+#: rerank: evidence = weighted mean of best-sentence cosine, content-word overlap and (image
+#: queries) image similarity; score = (1 - W_RANK) * evidence + W_RANK * fused rank share.
+#: Set by reasoning, not fitted: semantic match first, exact words second, rank a tie-break.
+W_SENTENCE, W_OVERLAP, W_IMAGE, W_RANK = 0.55, 0.30, 0.25, 0.10
 ABSTAIN_BELOW = 0.35  # rerank score of the best passage under which the answer abstains
 CANNOT = "I cannot answer that from what I have"
 LLM_MAX_TOKENS = 160
@@ -62,6 +63,11 @@ FOREIGN_STOPWORDS = {
     "Portuguese": {"o", "os", "as", "do", "da", "que", "é", "em", "um", "uma", "onde", "qual", "são", "não", "para"},
     "Italian": {"il", "lo", "gli", "della", "che", "è", "un", "una", "dove", "quale", "sono", "non", "per", "con"},
 }  # fmt: skip
+#: capitalised words a phrasing may open with that carry no fact
+DISCOURSE_WORDS = frozenset(
+    "based according answer passage passages question knowledge however also therefore "
+    "sure certainly yes no".split()
+)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -190,16 +196,12 @@ def _rerank(
         )
         sem = float(np.clip((best_sentence.get(pid, 0.0) - 0.1) / 0.6, 0, 1))
         img = float(np.clip((image_sims.get(pid, 0.0) - 0.1) / 0.6, 0, 1)) if image_sims else 0.0
-        weights = W_SENTENCE + W_OVERLAP + W_RANK + (W_IMAGE if image_sims else 0.0)
-        raw = (
-            W_SENTENCE * sem
-            + W_OVERLAP * overlap
-            + W_RANK * fused[pid][0] / top_rrf
-            + W_IMAGE * img
-        )
+        weights = W_SENTENCE + W_OVERLAP + (W_IMAGE if image_sims else 0.0)
+        evidence = (W_SENTENCE * sem + W_OVERLAP * overlap + W_IMAGE * img) / weights
+        raw = (1 - W_RANK) * evidence + W_RANK * fused[pid][0] / top_rrf
         out.append(
             Passage(0, pid, row["kind"], row["source"], int(row["page"]), int(row["chunk"]), row["title"],
-                    row["text"], raw / weights, fused[pid][1], row["place"] or "", row["lat"], row["lon"])
+                    row["text"], raw, fused[pid][1], row["place"] or "", row["lat"], row["lon"])
         )  # fmt: skip
     out.sort(key=lambda p: -p.score)
     return out
@@ -305,11 +307,10 @@ def grounded(reply: str, passages: list[Passage], question: str) -> set[str]:
         w.lower() for w in re.findall(r"\w+", " ".join(p.text for p in passages) + question)
     }
     reply = re.sub(r"\[\d+\]", " ", reply)  # citation marks are not facts
-    first_words = {m.lower() for m in re.findall(r"(?:^|[.!?:]\s+)([A-Z][a-z]+)", reply)}
     return {
         t
         for t in _evidence_tokens(reply) - allowed
-        if t not in first_words and t not in STOPWORDS and t.rstrip(".") not in allowed
+        if t not in STOPWORDS and t not in DISCOURSE_WORDS and t.rstrip(".") not in allowed
     }
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from skylens.models.base import ImageTextEncoder, ModelCard, l2_normalize
 
-DIM = 64
+DIM = 256  # hashed word buckets: few collisions between the tests' words
 COLOUR_WORDS = {"red": 0, "green": 1, "blue": 2}
 
 
