@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from skylens.cli import curate, demo, evaluate, geo, images, index, models, serve, train
+from skylens.cli import chat, curate, demo, evaluate, geo, images, index, kb, models, serve, train
 
 
 def _version(value: bool) -> None:
@@ -41,12 +41,13 @@ def _root(
 
 
 # top-level commands, grouped by module
-for _group in (index, images, geo, models, serve, demo):
+for _group in (index, images, geo, models, serve, demo, chat):
     app.add_typer(_group.app)
 # command groups
 app.add_typer(train.app, name="train")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(curate.app, name="curate")
+app.add_typer(kb.app, name="kb")
 
 
 def main() -> None:  # pragma: no cover

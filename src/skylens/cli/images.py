@@ -104,6 +104,13 @@ def ask_cmd(
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="table or json.")
     ] = OutputFormat.table,
+    kb: Annotated[
+        Path | None,
+        typer.Option("--kb", help="Answer from this knowledge base, with citations (skylens kb)."),
+    ] = None,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="With --kb: model that phrases the answer.")
+    ] = None,
 ) -> None:
     """Answer a question about an image (questions a model cannot answer are refused with the reason)."""
     from skylens.models import load
@@ -113,6 +120,12 @@ def ask_cmd(
 
     fmt = check_format(fmt, ("table", "json"))
     check_question(question)
+    if kb is not None:  # knowledge no pixel holds: retrieval over the KB with the image as query
+        from skylens.cli.kb import print_answer
+        from skylens.tasks.rag import answer_question
+
+        print_answer(answer_question(kb, question, image=image, llm=llm), fmt.value)
+        return
     answer = ask_image(load(model), load_scene_rgb(image, bands=bands), question)
     if fmt is OutputFormat.json:
         emit_json(answer.to_dict())
