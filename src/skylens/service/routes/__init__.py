@@ -9,9 +9,11 @@ from skylens.service.routes import (
     ask,
     caption,
     change,
+    chat,
     chips,
     classify,
     docs,
+    kb,
     localize,
     page,
     search,
@@ -28,6 +30,8 @@ API = (
     change.router,
     localize.router,
     chips.router,
+    kb.router,
+    chat.router,
 )
 
 __all__ = ["API", "PUBLIC", "docs"]
