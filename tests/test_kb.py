@@ -181,7 +181,7 @@ def test_gazetteer_places_and_georeferenced_images(sources, tmp_path):
 
     places = place_passages(min_population=5_000_000)
     france = next(p for p in places if p.title == "France")
-    assert "Its capital is Paris" in france.text and "Europe" in france.text
+    assert "The capital of France is Paris" in france.text and "Europe" in france.text
     assert any(p.title == "Tokyo" for p in places)
     assert nearest_place(48.857, 2.347).name == "Paris"
     with pytest.raises(InputError, match="not a latitude/longitude"):

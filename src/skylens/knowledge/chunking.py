@@ -18,7 +18,7 @@ from skylens.errors import InputError
 
 MAX_WORDS = 120  # ~160 MiniLM word pieces: inside its 256-piece window with room to spare
 OVERLAP_SENTENCES = 1
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n{2,}|\n(?=[#*\-\d])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\s*\n\s*")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Chunk:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences (and Markdown headings / list items) of ``text``, whitespace-normalised."""
+    """Sentences of ``text``; every line break also ends one (headings, list items, paragraphs)."""
     parts = (" ".join(p.split()) for p in _SENTENCE_END.split(text))
     return [p for p in parts if p]
 
@@ -80,7 +80,7 @@ def chunk_text(
         ):
             words += len(sentences[end].split())
             end += 1
-        body = " ".join(sentences[start:end])
+        body = "\n".join(sentences[start:end])  # line breaks keep headings apart from sentences
         chunks.append(Chunk(chunk_id(source, page, body), source, page, len(chunks), body, title))
         if end >= len(sentences):
             break

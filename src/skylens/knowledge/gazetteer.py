@@ -83,21 +83,21 @@ def _lat_lon(lat: float, lon: float) -> str:
 
 
 def country_passage(c: dict) -> str:
+    """The country's fields as sentences that each name it (an extracted sentence stands alone)."""
     names = _countries()
+    name = c["name"]
     neighbours = [names[n]["name"] for n in (c.get("neighbours") or "").split(",") if n in names]
-    text = (
-        f"{c['name']} is a country in {CONTINENTS.get(c.get('continentcode', ''), 'an unknown continent')}"
-        f" (ISO code {c['iso']}, {c.get('iso3', '')})."
-    )
+    continent = CONTINENTS.get(c.get("continentcode", ""), "an unknown continent")
+    text = f"{name} is a country in {continent} (ISO code {c['iso']}, {c.get('iso3', '')})."
     if c.get("capital"):
-        text += f" Its capital is {c['capital']}."
+        text += f" The capital of {name} is {c['capital']}."
     if c.get("areakm2"):
-        text += f" Its area is {_fmt_int(c['areakm2'])} square kilometres"
-        text += f" and its population {_fmt_int(c['population'])}." if c.get("population") else "."
+        text += f" {name} has an area of {_fmt_int(c['areakm2'])} square kilometres"
+        text += f" and a population of {_fmt_int(c['population'])}." if c.get("population") else "."
     if c.get("currencyname"):
-        text += f" Its currency is the {c['currencyname']} ({c.get('currencycode', '')})."
+        text += f" The currency of {name} is the {c['currencyname']} ({c.get('currencycode', '')})."
     if neighbours:
-        text += f" It borders {', '.join(neighbours)}."
+        text += f" {name} borders {', '.join(neighbours)}."
     return text
 
 

@@ -260,7 +260,12 @@ def search_kb(
 def _sentences_ranked(
     kb: KnowledgeBase, question: str, passages: list[Passage]
 ) -> list[tuple[float, Passage, str]]:
-    cands = [(p, s) for p in passages[:3] for s in split_sentences(p.text) if len(s.split()) >= 3]
+    cands = [
+        (p, s)
+        for p in passages[:3]
+        for s in split_sentences(p.text)
+        if len(s.split()) >= 3 and not s.startswith("#")  # a heading is a title, not a fact
+    ]
     if not cands:
         return []
     vecs = kb.embedder.texts([question] + [s for _, s in cands])
