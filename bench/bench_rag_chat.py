@@ -44,7 +44,9 @@ def correct(answer, q: dict) -> bool:
     if q["answer_all_of"] is None:
         return not answer.supported
     text = answer.answer.lower()
-    return answer.supported and all(any(w.lower() in text for w in group) for group in q["answer_all_of"])
+    return answer.supported and all(
+        any(w.lower() in text for w in group) for group in q["answer_all_of"]
+    )
 
 
 def gold_in(passages, source: str | None) -> bool:
@@ -75,8 +77,16 @@ def eval_questions(kb, questions, llm=None) -> dict:
         "answerable": len(answerable),
         "recall_at_5": round(hits / len(answerable), 4),
         "answer_accuracy": round(right / len(questions), 4),
-        "answer_accuracy_answerable": round(sum(r["correct"] for r, q in zip(rows, questions, strict=True) if q["source"]) / len(answerable), 4),  # fmt: skip
-        "abstain_accuracy_unanswerable": round(sum(r["correct"] for r, q in zip(rows, questions, strict=True) if not q["source"]) / max(1, len(questions) - len(answerable)), 4),  # fmt: skip
+        "answer_accuracy_answerable": round(
+            sum(r["correct"] for r, q in zip(rows, questions, strict=True) if q["source"])
+            / len(answerable),
+            4,
+        ),  # fmt: skip
+        "abstain_accuracy_unanswerable": round(
+            sum(r["correct"] for r, q in zip(rows, questions, strict=True) if not q["source"])
+            / max(1, len(questions) - len(answerable)),
+            4,
+        ),  # fmt: skip
         "seconds_per_question_median": round(statistics.median(times), 3),
         "rows": rows,
     }
@@ -88,7 +98,9 @@ def eval_questions(kb, questions, llm=None) -> dict:
 def eval_router(embed) -> dict:
     from skylens.tasks.chat.router import Router
 
-    turns = [json.loads(ln) for ln in (HERE / "data" / "router_turns.jsonl").read_text().splitlines()]
+    turns = [
+        json.loads(ln) for ln in (HERE / "data" / "router_turns.jsonl").read_text().splitlines()
+    ]
     router = Router(embed)
     confusion: dict[str, Counter] = defaultdict(Counter)
     methods = Counter()
@@ -98,7 +110,9 @@ def eval_router(embed) -> dict:
         confusion[t["expert"]][r.expert] += 1
         methods[r.method] += 1
         if r.expert != t["expert"]:
-            wrong.append({"turn": t["turn"], "label": t["expert"], "routed": r.expert, "method": r.method})
+            wrong.append(
+                {"turn": t["turn"], "label": t["expert"], "routed": r.expert, "method": r.method}
+            )
     right = sum(confusion[e][e] for e in confusion)
     return {
         "turns": len(turns),
@@ -148,9 +162,12 @@ def main() -> None:
     report = build_kb([HERE / "data" / "kb"], args.work / "kb", gazetteer=True)
     build_s = time.perf_counter() - t
     kb = KnowledgeBase.open(args.work / "kb")
-    questions = [json.loads(ln) for ln in (HERE / "data" / "kb_questions.jsonl").read_text().splitlines()]
+    questions = [
+        json.loads(ln) for ln in (HERE / "data" / "kb_questions.jsonl").read_text().splitlines()
+    ]
     result = {
-        "command": "PYTHONPATH=src python bench/bench_rag_chat.py" + (f" --llm {args.llm}" if args.llm else ""),
+        "command": "PYTHONPATH=src python bench/bench_rag_chat.py"
+        + (f" --llm {args.llm}" if args.llm else ""),
         "load_average_start": os.getloadavg(),
         "kb": {**kb.info(), "build_seconds": round(build_s, 1), "added": report.added},
         "extractive": eval_questions(kb, questions),

@@ -296,6 +296,6 @@ def read_sources(
                 images.append(read_described_image(f))
             else:
                 pages.extend(read_document(f))
-        except InputError as exc:
+        except SkylensError as exc:  # unreadable, or its reader is not installed: reported
             skipped.append(Skipped(str(f), str(exc)))
     return pages, images, skipped
