@@ -22,6 +22,7 @@ from skylens.tasks.chat import ChatSession, Router
 from skylens.tasks.chat.session import target_phrase
 from skylens.tasks.rag import CANNOT
 
+pytest.importorskip("bm25s", reason="the knowledge base needs bm25s (pip install 'skylens[kb]')")
 spec = importlib.util.spec_from_file_location(
     "kb_make", Path(__file__).parent / "data" / "kb" / "make.py"
 )

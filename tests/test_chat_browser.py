@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 10_000
 
+pytest.importorskip("bm25s", reason="the knowledge base needs bm25s (pip install 'skylens[kb]')")
 spec = importlib.util.spec_from_file_location(
     "kb_make", Path(__file__).parent / "data" / "kb" / "make.py"
 )

@@ -16,6 +16,7 @@ from skylens.knowledge.build import build_kb
 from skylens.models.base import register_backend
 from skylens.service import create_app
 
+pytest.importorskip("bm25s", reason="the knowledge base needs bm25s (pip install 'skylens[kb]')")
 spec = importlib.util.spec_from_file_location(
     "kb_make", Path(__file__).parent / "data" / "kb" / "make.py"
 )

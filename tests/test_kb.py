@@ -19,6 +19,7 @@ from skylens.knowledge.documents import read_described_image, read_document, rea
 from skylens.knowledge.store import KnowledgeBase
 from skylens.models.base import register_backend
 
+pytest.importorskip("bm25s", reason="the knowledge base needs bm25s (pip install 'skylens[kb]')")
 spec = importlib.util.spec_from_file_location(
     "kb_make", Path(__file__).parent / "data" / "kb" / "make.py"
 )

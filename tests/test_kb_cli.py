@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from skylens.cli import app
 from skylens.models.base import register_backend
 
+pytest.importorskip("bm25s", reason="the knowledge base needs bm25s (pip install 'skylens[kb]')")
 spec = importlib.util.spec_from_file_location(
     "kb_make", Path(__file__).parent / "data" / "kb" / "make.py"
 )

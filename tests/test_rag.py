@@ -19,6 +19,7 @@ from skylens.knowledge.store import KnowledgeBase
 from skylens.models.base import ModelCard, TextGenerator, register_backend
 from skylens.tasks.rag import CANNOT, answer_question, grounded, question_language, search_kb
 
+pytest.importorskip("bm25s", reason="the knowledge base needs bm25s (pip install 'skylens[kb]')")
 spec = importlib.util.spec_from_file_location(
     "kb_make", Path(__file__).parent / "data" / "kb" / "make.py"
 )
