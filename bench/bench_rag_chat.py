@@ -152,40 +152,49 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SKYLENS_DATA", HERE.parent.parent / "shared" / "data")))  # fmt: skip
     ap.add_argument("--work", type=Path, default=HERE / "work" / "rag_chat")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "rag_chat.json")
+    ap.add_argument("--reuse-kb", action="store_true", help="keep a KB built by an earlier run")
+    ap.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: extractive,router,chat"
+    )
     args = ap.parse_args()
 
     from skylens.knowledge.build import build_kb
     from skylens.knowledge.store import KnowledgeBase
 
-    shutil.rmtree(args.work, ignore_errors=True)
     t = time.perf_counter()
+    if not (args.reuse_kb and (args.work / "kb").is_dir()):
+        shutil.rmtree(args.work, ignore_errors=True)
     report = build_kb([HERE / "data" / "kb"], args.work / "kb", gazetteer=True)
     build_s = time.perf_counter() - t
     kb = KnowledgeBase.open(args.work / "kb")
     questions = [
         json.loads(ln) for ln in (HERE / "data" / "kb_questions.jsonl").read_text().splitlines()
     ]
-    result = {
-        "command": "PYTHONPATH=src python bench/bench_rag_chat.py"
-        + (f" --llm {args.llm}" if args.llm else ""),
-        "load_average_start": os.getloadavg(),
-        "kb": {**kb.info(), "build_seconds": round(build_s, 1), "added": report.added},
-        "extractive": eval_questions(kb, questions),
-        "router": eval_router(kb.embedder.texts),
-    }
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("rows", "errors")} for k, v in result.items() if isinstance(v, dict)}, indent=1))  # fmt: skip
+    skip = set(filter(None, args.skip.split(",")))
+    # sections merge into the results file as each finishes, so runs can add parts separately
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    result["kb"] = {**kb.info(), "build_seconds": round(build_s, 1), "added": report.added}
+
+    def save(name: str, value: dict, command: str) -> None:
+        result[name] = {"command": command, "load_average": os.getloadavg(), **value}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        shown = {k: v for k, v in value.items() if k not in ("rows", "errors", "transcript")}
+        print(name, json.dumps(shown, indent=1), flush=True)
+
+    command = "PYTHONPATH=src python bench/bench_rag_chat.py"
+    if "extractive" not in skip:
+        save("extractive", eval_questions(kb, questions), command)
+    if "router" not in skip:
+        save("router", eval_router(kb.embedder.texts), command)
     if args.llm:
         from skylens.tasks.change import as_text_generator
 
         llm = as_text_generator(args.llm)
-        result["llm"] = {"name": args.llm, **eval_questions(kb, questions, llm=llm)}
-        print(json.dumps({k: v for k, v in result["llm"].items() if k != "rows"}, indent=1))
-    if (args.data / "ucm_landuse").is_dir():
-        result["chat"] = chat_latency(args.data, kb)
-        print(json.dumps({k: v for k, v in result["chat"].items() if k != "transcript"}, indent=1))
-    result["load_average_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        value = {"name": args.llm, **eval_questions(kb, questions, llm=llm)}
+        save("llm", value, f"{command} --llm '{args.llm}' --skip extractive,router,chat")
+    if "chat" not in skip and (args.data / "ucm_landuse").is_dir():
+        save("chat", chat_latency(args.data, kb), command)
     print(f"wrote {args.out}")
 
 
