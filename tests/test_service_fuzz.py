@@ -58,6 +58,7 @@ OPERATIONS = [
     "POST /api/search/image", "POST /api/classify", "POST /api/caption", "POST /api/ask",
     "POST /api/change", "GET /api/localize", "POST /api/localize",
     "GET /api/chip/{chip_id}/thumbnail.png",
+    "GET /api/kb/search", "POST /api/kb/ask", "POST /api/chat",
 ]  # fmt: skip
 
 
