@@ -49,6 +49,5 @@ def require_valid_pixels(
     """Raise ``NoValidPixelsError`` naming ``name`` unless ``has_valid_pixels``."""
     if not has_valid_pixels(pixels, valid):
         raise NoValidPixelsError(
-            f"{name}: no valid pixels (every pixel is NaN, nodata, masked or 0); nothing to "
-            "analyse"
+            f"{name}: no valid pixels (every pixel is NaN, nodata, masked or 0); nothing to analyse"
         )
