@@ -223,7 +223,7 @@ def ingest(
             else [None] * len(batch.payloads)
         )
         for it, vec, cap in zip(batch.payloads, batch.vectors, captions, strict=True):
-            rows.append(_row(it, vec, cap, model))
+            rows.append(chip_row(it, vec, cap, model))
         tick(len(batch.payloads))
         if len(rows) >= write_every:
             report.chips_added += index.add(rows, fill_captions=captioning)
@@ -285,7 +285,8 @@ def _captions(captioner, images: list[np.ndarray], report: IngestReport) -> list
     return caps
 
 
-def _row(it: _Item, vector: np.ndarray, caption: str | None, model: ImageTextEncoder) -> dict:
+def chip_row(it: _Item, vector: np.ndarray, caption: str | None, model: ImageTextEncoder) -> dict:
+    """The index row of one embedded chip (``ChipIndex.add``'s row format)."""
     c = it.chip
     return {
         "id": it.chip_id,
