@@ -37,10 +37,8 @@ def naive_utc(t: datetime | str | None, what: str) -> datetime | None:
     if t.tzinfo is not None:
         try:
             t = t.astimezone(timezone.utc).replace(tzinfo=None)
-        except OverflowError:  # 0001-01-01T00:00+01:00 is before datetime.min in UTC
-            raise InputError(
-                f"{what}: '{t.isoformat()}' is outside the years 1..9999 once converted to UTC"
-            ) from None
+        except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-14:00 in UTC
+            t = datetime.min if t.year == 1 else datetime.max  # the calendar's end: no bound
     return t
 
 

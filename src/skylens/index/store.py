@@ -608,6 +608,12 @@ class ChipIndex:
             ),
         }
 
+    @guarded
+    def scan(self, columns: Sequence[str]):
+        """Every row's ``columns`` as one ``pyarrow.Table``, read from one table version (what
+        in-memory searchers load: ``memory.MemoryVectors``, ``faiss_hnsw.HnswVectors``)."""
+        return self._table.search().select(list(columns)).limit(None).to_arrow()
+
     def drop(self) -> None:
         """Delete the whole index folder."""
         shutil.rmtree(self._directory)
