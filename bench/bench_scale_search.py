@@ -53,11 +53,16 @@ def rss_bytes() -> int:
 
 def pct(ms: list[float]) -> dict:
     a = np.asarray(ms)
-    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3)}
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+    }
 
 
 def recall(got: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(g[g >= 0]) & set(t)) / K for g, t in zip(got, truth, strict=True)]))
+    return float(
+        np.mean([len(set(g[g >= 0]) & set(t)) / K for g, t in zip(got, truth, strict=True)])
+    )
 
 
 def exact_topk(x: np.ndarray, q: np.ndarray, chunk: int = 200_000) -> np.ndarray:
@@ -118,7 +123,9 @@ def run_numpy(x, queries, truth, single):
 
     ids, lat = time_search(search, queries, min(single, 50))
     return [{"params": {}, "recall_at_10": recall(ids, truth), **lat}], {
-        "build_s": 0.0, "memory_bytes_per_row": x.shape[1] * 4, "disk_bytes_per_row": x.shape[1] * 4,
+        "build_s": 0.0,
+        "memory_bytes_per_row": x.shape[1] * 4,
+        "disk_bytes_per_row": x.shape[1] * 4,
     }
 
 
@@ -138,10 +145,15 @@ def run_faiss_hnsw(x, queries, truth, single, m=32, ef_construction=64, efs=(16,
         index.hnsw.efSearch = ef
         ids, lat = time_search(lambda q: index.search(q, K)[1], queries, single)
         grid.append({"params": {"efSearch": ef}, "recall_at_10": recall(ids, truth), **lat})
-    del index
+    index = None
     gc.collect()
-    return grid, {"build_s": round(build, 1), "memory_bytes_per_row": round(mem / len(x)),
-                  "disk_bytes_per_row": round(disk / len(x)), "M": m, "efConstruction": ef_construction}
+    return grid, {
+        "build_s": round(build, 1),
+        "memory_bytes_per_row": round(mem / len(x)),
+        "disk_bytes_per_row": round(disk / len(x)),
+        "M": m,
+        "efConstruction": ef_construction,
+    }
 
 
 def run_faiss_ivfpq(x, queries, truth, single, probes=(8, 16, 32, 64)):
@@ -165,12 +177,25 @@ def run_faiss_ivfpq(x, queries, truth, single, probes=(8, 16, 32, 64)):
         for refine in (4, 16):
             params = faiss.IVFPQSearchParameters(nprobe=p)
             rp = faiss.IndexRefineSearchParameters(k_factor=refine, base_index_params=params)
-            ids, lat = time_search(lambda q, rp=rp: index.search(q, K, params=rp)[1], queries, single)
-            grid.append({"params": {"nprobe": p, "k_factor": refine}, "recall_at_10": recall(ids, truth), **lat})
-    del index, ivf
+            ids, lat = time_search(
+                lambda q, rp=rp: index.search(q, K, params=rp)[1], queries, single
+            )
+            grid.append(
+                {
+                    "params": {"nprobe": p, "k_factor": refine},
+                    "recall_at_10": recall(ids, truth),
+                    **lat,
+                }
+            )
+    index = ivf = None
     gc.collect()
-    return grid, {"build_s": round(build, 1), "memory_bytes_per_row": round(mem / n),
-                  "disk_bytes_per_row": round(disk / n), "nlist": nlist, "pq_bytes": d // 8}
+    return grid, {
+        "build_s": round(build, 1),
+        "memory_bytes_per_row": round(mem / n),
+        "disk_bytes_per_row": round(disk / n),
+        "nlist": nlist,
+        "pq_bytes": d // 8,
+    }
 
 
 def fill_lance(x, folder: Path):
@@ -178,11 +203,22 @@ def fill_lance(x, folder: Path):
 
     if folder.exists():
         shutil.rmtree(folder)
-    idx = ChipIndex.create_or_open(folder, model_name="bench", model_version="v", embed_dim=x.shape[1])
+    idx = ChipIndex.create_or_open(
+        folder, model_name="bench", model_version="v", embed_dim=x.shape[1]
+    )
     t = time.perf_counter()
     for s in range(0, len(x), 50_000):
-        idx.add([{"id": f"{s + i:09d}", "path": f"/a/s{(s + i) // 1024}.tif",
-                  "window": [0, 0, 256, 256], "vector": x[s + i]} for i in range(min(50_000, len(x) - s))])
+        idx.add(
+            [
+                {
+                    "id": f"{s + i:09d}",
+                    "path": f"/a/s{(s + i) // 1024}.tif",
+                    "window": [0, 0, 256, 256],
+                    "vector": x[s + i],
+                }
+                for i in range(min(50_000, len(x) - s))
+            ]
+        )
     idx.compact()
     return idx, time.perf_counter() - t
 
@@ -198,14 +234,21 @@ def run_lance(idx, kind, x, queries, truth, single):
     table = idx._table
     parts = idx.meta["ann"]["num_partitions"]
     if kind == "IVF_HNSW_SQ":
-        grid_params = [{"nprobes": p, "ef": ef, "refine": 5} for p in (max(1, parts // 4), parts)
-                       for ef in (64, 256)]
+        grid_params = [
+            {"nprobes": p, "ef": ef, "refine": 5}
+            for p in (max(1, parts // 4), parts)
+            for ef in (64, 256)
+        ]
     else:
         fr = (0.1, 0.25, 0.5, 0.85) if kind == "IVF_SQ" else (0.25, 0.85)
-        grid_params = [{"nprobes": max(1, round(parts * f)), "refine": r} for f in fr
-                       for r in ((5,) if kind == "IVF_SQ" else (20, 100))]
+        grid_params = [
+            {"nprobes": max(1, round(parts * f)), "refine": r}
+            for f in fr
+            for r in ((5,) if kind == "IVF_SQ" else (20, 100))
+        ]
     grid = []
     for p in grid_params:
+
         def search(q, p=p):
             out = []
             for v in q:
@@ -220,9 +263,12 @@ def run_lance(idx, kind, x, queries, truth, single):
         ids, lat = time_search(search, queries, single)
         grid.append({"params": p, "recall_at_10": recall(ids, truth), **lat})
     mem = rss_bytes() - r0
-    return grid, {"build_s": round(build, 1), "num_partitions": parts,
-                  "index_disk_bytes_per_row": round((after - before) / n),
-                  "rss_growth_bytes_per_row": round(max(mem, 0) / n)}
+    return grid, {
+        "build_s": round(build, 1),
+        "num_partitions": parts,
+        "index_disk_bytes_per_row": round((after - before) / n),
+        "rss_growth_bytes_per_row": round(max(mem, 0) / n),
+    }
 
 
 def chipindex_search_ms(idx, queries, single):
@@ -239,8 +285,18 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=256)
     ap.add_argument("--single", type=int, default=200, help="queries timed one at a time")
-    ap.add_argument("--methods", nargs="+",
-                    default=["numpy", "faiss_hnsw", "faiss_ivfpq", "lance_IVF_SQ", "lance_IVF_PQ", "lance_IVF_HNSW_SQ"])
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=[
+            "numpy",
+            "faiss_hnsw",
+            "faiss_ivfpq",
+            "lance_IVF_SQ",
+            "lance_IVF_PQ",
+            "lance_IVF_HNSW_SQ",
+        ],
+    )
     args = ap.parse_args()
     real = embed_real()
     base, held = split_real(real, held_out=1000)
@@ -253,8 +309,10 @@ def main() -> None:
         "load_average_start": os.getloadavg(),
         "cpus": os.cpu_count(),
         "data": f"{len(base)} real chip embeddings (default model; NWPU-RESISC45/UCM/EuroSAT subsets) "
-                "grown by within-group mixing + PCA-shaped noise; queries: perturbed held-out chips",
-        "k": K, "queries": args.queries, "batch": BATCH,
+        "grown by within-group mixing + PCA-shaped noise; queries: perturbed held-out chips",
+        "k": K,
+        "queries": args.queries,
+        "batch": BATCH,
         "sizes": {},
     }
     if OUT.exists():  # keep the sizes of an earlier run that this one does not redo
@@ -265,14 +323,19 @@ def main() -> None:
         truth = exact_topk(x, queries)
         size = result["sizes"][str(n)] = {"methods": {}}
         for method in args.methods:
-            print(f"[{time.strftime('%H:%M:%S')}] {n:,} rows: {method} (load {os.getloadavg()[0]:.2f})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {n:,} rows: {method} (load {os.getloadavg()[0]:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
             if method.startswith("lance_"):
                 if "lance_fill_s" not in size:
                     idx, fill = fill_lance(x, CACHE / f"lance_{n}")
                     size["lance_fill_s"] = round(fill, 1)
                 grid, info = run_lance(idx, method[6:], x, queries, truth, args.single)
-                info["chipindex_search_default"] = chipindex_search_ms(idx, queries, min(args.single, 100))
+                info["chipindex_search_default"] = chipindex_search_ms(
+                    idx, queries, min(args.single, 100)
+                )
             else:
                 grid, info = globals()[f"run_{method}"](x, queries, truth, args.single)
             size["methods"][method] = {**info, "grid": grid, "load_average": os.getloadavg()}

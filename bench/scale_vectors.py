@@ -36,7 +36,9 @@ FOLDERS = ("nwpu_resisc45_subset", "ucm_landuse/Images", "eurosat_rgb_subset")
 def chip_files(limit: int | None = None) -> list[Path]:
     files: list[Path] = []
     for folder in FOLDERS:
-        files += sorted(p for p in (DATA / folder).rglob("*") if p.suffix.lower() in {".jpg", ".tif", ".png"})
+        files += sorted(
+            p for p in (DATA / folder).rglob("*") if p.suffix.lower() in {".jpg", ".tif", ".png"}
+        )
     return files[:limit] if limit else files
 
 
