@@ -48,6 +48,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "ingest"
 DATA = Path(os.environ.get("SKYLENS_DATA", ROOT.parent / "shared" / "data"))
+if not DATA.exists():  # a worktree beside the checkout: the data lies beside the projects
+    DATA = Path("/work/shared/data")
 NAIVE_WARMUP = 3
 
 
