@@ -121,3 +121,14 @@ def test_ray_ingest_matches_single_process(tmp_path):
             map_batches(items, _Offset, batch_size=3, workers=2, constructor_kwargs={"offset": 7})
         )
         assert sum((v for v, _ in stateful), []) == [i + 7 for i in range(10)]
+        # the CLI face: `skylens index ... --ray --workers 2` (Ray already up: reused)
+        from typer.testing import CliRunner
+
+        from skylens.cli import app
+
+        cli_dir = tmp_path / "cli"
+        args = ["index", str(archive), "--index", str(cli_dir), "--model", "fake", "--tile", "32"]
+        res = CliRunner().invoke(app, [*args, "--overlap", "0", "--ray", "--workers", "2"])
+        assert res.exit_code == 1, res.output  # broken.png is reported and skipped
+        assert "broken.png" in res.output
+        assert _rows(ChipIndex.open(cli_dir)) == _rows(local)
