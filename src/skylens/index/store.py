@@ -35,7 +35,7 @@ import json
 import shutil
 import warnings
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ from skylens.index.ann import (  # noqa: F401 - re-exported: the names callers k
 )
 from skylens.index.filters import sql_str, where_clause
 from skylens.index.query import hybrid_query, vector_query
+from skylens.index.record import create_table_and_record, read_record
 from skylens.index.repair import DamagedIndexError, guarded  # noqa: F401 - re-exported
 from skylens.index.rows import (  # noqa: F401 - ID_CHUNK re-exported
     ID_CHUNK,
@@ -157,30 +158,13 @@ class ChipIndex:
         if int(embed_dim) < 1:
             raise InputError(f"embed_dim must be positive, got {embed_dim}")
         d = Path(directory)
-        meta_path = d / META_FILE
-        if meta_path.is_file():
+        if (d / META_FILE).is_file():
             index = cls.open(d)
             index.check_model(model_name, model_version, embed_dim)
             return index
-        # a crash between creating the table and writing the record leaves only DB_DIR: reuse it
-        if d.exists() and (not d.is_dir() or any(p.name != DB_DIR for p in d.iterdir())):
-            raise InputError(
-                f"{d}: exists, is not empty and is not a skylens index; choose another index folder"
-            )
-        d.mkdir(parents=True, exist_ok=True)
-        db = lancedb_module().connect(str(d / DB_DIR))
-        table = db.create_table(TABLE, schema=chip_schema(int(embed_dim)), exist_ok=True)
-        if table.schema.field("vector").type.list_size != int(embed_dim) or table.count_rows():
-            raise InputError(f"{d}: holds a leftover table without {META_FILE}; remove the folder")
-        meta = {
-            "model_name": model_name,
-            "model_version": model_version,
-            "embed_dim": int(embed_dim),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "schema_version": SCHEMA_VERSION,
-            "skylens_version": skylens_version(),
-        }
-        write_json_atomic(meta_path, meta)  # the record appears only once the table exists
+        meta = create_table_and_record(
+            d, model_name=model_name, model_version=model_version, embed_dim=embed_dim
+        )
         return cls(d, meta)
 
     @classmethod
@@ -192,23 +176,7 @@ class ChipIndex:
             IndexMismatchError: the index was written by a newer skylens (unknown schema).
         """
         d = Path(directory)
-        meta_path = d / META_FILE
-        if not meta_path.is_file():
-            what = "does not exist" if not d.exists() else f"has no {META_FILE}"
-            raise NotFoundError(
-                f"{d}: not a skylens index ({what}); build one with `skylens index`"
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-            for key in ("model_name", "model_version", "embed_dim"):
-                meta[key]  # noqa: B018 - presence check
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise NotFoundError(f"{meta_path}: unreadable index record ({exc!r})") from None
-        if int(meta.get("schema_version", 1)) > SCHEMA_VERSION:
-            raise IndexMismatchError(
-                f"{d}: index schema {meta['schema_version']} is newer than this skylens "
-                f"understands ({SCHEMA_VERSION}); upgrade skylens"
-            )
+        meta = read_record(d)
         return cls(d, meta)
 
     @property
