@@ -315,13 +315,17 @@ def main() -> None:
         "batch": BATCH,
         "sizes": {},
     }
-    if OUT.exists():  # keep the sizes of an earlier run that this one does not redo
+    if OUT.exists():  # keep what an earlier run measured and this one does not redo
         old = json.loads(OUT.read_text())
-        result["sizes"] = {s: v for s, v in old.get("sizes", {}).items() if int(s) not in args.rows}
+        result["sizes"] = old.get("sizes", {})
+        result["earlier_runs"] = old.get("earlier_runs", []) + [
+            {k: old.get(k) for k in ("command", "date", "load_average_start", "load_average_end")}
+        ]
     for n in args.rows:
         x = np.concatenate(list(syn.rows(n, seed=n)))
         truth = exact_topk(x, queries)
-        size = result["sizes"][str(n)] = {"methods": {}}
+        size = result["sizes"].setdefault(str(n), {"methods": {}})
+        size.pop("lance_fill_s", None)  # refilled below when a LanceDB method runs
         for method in args.methods:
             print(
                 f"[{time.strftime('%H:%M:%S')}] {n:,} rows: {method} (load {os.getloadavg()[0]:.2f})",
