@@ -12,7 +12,6 @@ from skylens.scale.pipeline import batched, map_batches
 from skylens.scale.runtime import ScaleError, ray_session
 
 
-
 def __getattr__(name: str):
     if name == "ingest_ray":  # imported on first use: it pulls in the index and the models
         from skylens.scale.ingest import ingest_ray

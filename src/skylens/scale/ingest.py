@@ -86,7 +86,7 @@ def ingest_ray(
             "bands": bands,
         }
         ds = ray.data.from_items(
-            [{"path": f} for f in files], override_num_blocks=max(1, len(files))
+            [{"path": f} for f in files], override_num_blocks=max(1, min(len(files), 16 * pool))
         )
         ds.context.execution_options.preserve_order = True
         ds = ds.flat_map(read_file_chips, fn_kwargs=reader, num_cpus=READER_CPUS)
