@@ -5,7 +5,6 @@ A Lance table is a chain of manifests (``_versions/*.manifest``) naming data fil
 partial copy, a hand edit), LanceDB raises a bare ``RuntimeError`` with a Rust source location.
 ``guard`` turns those into one ``DamagedIndexError`` (an ``InputError``) that names the index,
 what is damaged and the fix, so the CLI and the service print one line instead of a traceback.
-``check`` reads every fragment once to find such damage before a long job starts.
 """
 
 from __future__ import annotations
@@ -77,13 +76,3 @@ def guarded(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def check(table, directory: Path | str) -> int:
-    """Read the id column of every row once; returns the rows read.
-
-    Raises:
-        DamagedIndexError: a data file is missing or unreadable.
-    """
-    with guard(directory):
-        return sum(b.num_rows for b in table.to_lance().to_batches(columns=["id"]))
