@@ -104,7 +104,9 @@ class Synthesiser:
         self.basis = vt.astype(np.float32)  # (r, D) principal directions
         self.std = (s / np.sqrt(len(base))).astype(np.float32)  # per-direction spread
         self.group = _groups(self.base, 64, rng)
-        self.members = [np.flatnonzero(self.group == g) for g in range(64)]
+        self.by_group = np.argsort(self.group, kind="stable")  # base rows, grouped
+        counts = np.bincount(self.group, minlength=64)
+        self.group_start, self.group_count = np.cumsum(counts) - counts, counts
 
     def perturb(self, start: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = rng.standard_normal((len(start), len(self.std)), dtype=np.float32)
@@ -117,7 +119,9 @@ class Synthesiser:
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
             i = rng.integers(0, len(self.base), m)
-            j = np.array([rng.choice(self.members[self.group[a]]) for a in i])
+            g = self.group[i]  # a uniform random member of each row's group
+            pick = (rng.random(m) * self.group_count[g]).astype(np.int64)
+            j = self.by_group[self.group_start[g] + pick]
             lam = rng.uniform(0, self.mix, (m, 1)).astype(np.float32)
             yield self.perturb((1 - lam) * self.base[i] + lam * self.base[j], rng)
 

@@ -15,15 +15,18 @@ import math
 from skylens.errors import InputError
 
 ANN_MIN_ROWS = 10_000  # below this, brute force is both faster than ANN and exact
-# ANN defaults, measured with bench/bench_search.py on 1M random 384-d unit vectors, 2 cores
-# (bench/results/search.json): IVF_SQ, 244 cells, 208 probed, refine 5 -> recall@10 0.956, p50 28 ms,
-# p99 40 ms (exact: p50 0.89 s); all 244 probed -> recall 1.0, p99 47 ms. On the same data IVF_PQ
-# (48 sub-vectors, all cells, refine 100) reached recall 0.83 at p99 ~100 ms and took 4x longer to
-# build; IVF_RQ (1 bit) 0.90 at refine 300; IVF_HNSW_SQ 0.41 at ef 400 (100k rows).
+# ANN defaults. bench/bench_search.py measured IVF_SQ on 1M i.i.d. Gaussian 384-d vectors (the
+# worst case: every cell equally likely) and needed 85% of the cells for recall@10 0.956.
+# Real embeddings cluster: bench/bench_scale_search.py on vectors grown from 8,892 real chip
+# embeddings (bench/results/scale_search.json) reached recall@10 0.995 with 6 of 24 cells at 100k
+# rows and 0.987 with 7 of 73 at 300k, while all cells cost 10x the latency; a quarter of the
+# cells leaves a margin for archives less clustered than those. IVF_PQ reached lower recall at
+# longer build times; IVF_HNSW_SQ did not beat IVF_SQ (20k rows). For unfiltered search at
+# scale the FAISS HNSW graph in memory (index/faiss_hnsw.py) is faster still.
 ANN_INDEX_TYPE = "IVF_SQ"  # 8-bit scalar quantisation: 1 byte per dimension, held in memory
 ANN_ROWS_PER_PARTITION = 4_096  # IVF cells = rows / this
-ANN_PROBE_FRACTION = 0.85  # share of cells searched: random vectors need most of them
-ANN_MIN_NPROBES = 20
+ANN_PROBE_FRACTION = 0.25  # share of cells searched (random vectors would need most of them)
+ANN_MIN_NPROBES = 4
 ANN_REFINE_FACTOR = 5  # re-score k * this candidates with the exact vectors
 ANN_DIMS_PER_SUB_VECTOR = 8  # IVF_PQ only: one byte per 8 dimensions
 
