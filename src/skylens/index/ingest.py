@@ -121,19 +121,32 @@ class ChipReader:
             except SkylensError as exc:
                 self.report.failed.append({"path": str(path), "error": str(exc)})
 
-    def _file(self, path: Path) -> Iterator[tuple[_Item, np.ndarray]]:
-        digest = file_digest(path)
+    def read_part(
+        self, path: Path, start: int, stop: int, digest: str
+    ) -> Iterator[tuple[_Item, np.ndarray]]:
+        """The new chips ``start:stop`` (in tiling order) of one file whose content digest is
+        known: what a Ray reader task reads (``skylens.scale.ingest``). Failures go to the
+        report as for whole files; the file is counted by the part that starts at chip 0."""
+        try:
+            yield from self._file(path, slice(start, stop), digest)
+        except SkylensError as exc:
+            self.report.failed.append({"path": str(path), "error": str(exc)})
+
+    def _file(
+        self, path: Path, part: slice = slice(None), digest: str | None = None
+    ) -> Iterator[tuple[_Item, np.ndarray]]:
+        digest = digest or file_digest(path)
         with read_raster(path) as raster:
             bands = parse_bands(self.bands_spec, raster.count, path, raster.band_names)
             band_key = ",".join(map(str, bands))
             acquired = acquisition_time(path, getattr(raster, "tags", None))
-            chips = list(tile(raster, self.size, self.overlap))
+            chips = list(tile(raster, self.size, self.overlap))[part]
             ids = [
                 ChipIndex.chip_id(digest, c.window, self.model.version + "|" + band_key)
                 for c in chips
             ]
             existing = self.index.existing_ids(ids, captioned_only=self.captioned_only)
-            self.report.files += 1
+            self.report.files += int(not part.start)
             self.report.chips_seen += len(chips)
             self.report.chips_skipped_existing += len(existing)
             if existing:

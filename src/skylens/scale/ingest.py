@@ -3,9 +3,10 @@
 The same work as ``skylens.index.ingest.ingest``, spread over processes or machines:
 
 * **dataset**: one row per raster file;
-* **reader** (Ray tasks, ``flat_map``): tiles a file with windowed reads, skips chips whose id the
-  index already holds (``ChipIndex.existing_ids``; read-only, any number of readers) and emits
-  one row per new chip: its metadata and RGB pixels (``index.ingest.ChipReader``, the
+* **planner** (Ray tasks): splits each file into parts of ``PART_CHIPS`` chips (header + digest);
+* **reader** (Ray tasks, ``flat_map``): reads one part with windowed reads, skips chips whose id
+  the index already holds (``ChipIndex.existing_ids``; read-only, any number of readers) and
+  emits one row per new chip: its metadata and RGB pixels (``index.ingest.ChipReader``, the
   single-process reader, so both paths tile and name chips identically);
 * **mapper** (``ActorPoolStrategy``: ``workers`` actors): each actor loads the model once and
   embeds batches of ``batch_size`` chips through ``index.embed.embed_images`` (the one batched
@@ -30,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skylens.errors import InputError
-from skylens.imagery import iter_image_files
+from skylens.errors import InputError, SkylensError
+from skylens.imagery import file_digest, iter_image_files, read_raster, tile
 from skylens.index.embed import BATCH, embed_images
 from skylens.index.ingest import ChipReader, IngestReport, chip_row
 from skylens.index.store import ChipIndex
@@ -39,6 +40,7 @@ from skylens.models.base import ImageTextEncoder
 from skylens.scale.runtime import ray_session
 
 READER_CPUS = 0.25  # Ray CPUs a reader task reserves: decoding overlaps the embedders
+PART_CHIPS = 64  # chips a reader task reads: a scene's first chips are embedded while it reads on
 
 
 def ingest_ray(
@@ -89,7 +91,9 @@ def ingest_ray(
             [{"path": f} for f in files], override_num_blocks=max(1, min(len(files), 16 * pool))
         )
         ds.context.execution_options.preserve_order = True
-        ds = ds.flat_map(read_file_chips, fn_kwargs=reader, num_cpus=READER_CPUS)
+        tiling = {"size": size, "overlap": overlap, "group": PART_CHIPS}
+        ds = ds.flat_map(plan_file_parts, fn_kwargs=tiling, num_cpus=READER_CPUS)
+        ds = ds.flat_map(read_part_chips, fn_kwargs=reader, num_cpus=READER_CPUS)
         ds = ds.map_batches(
             ChipEmbedder,
             fn_constructor_kwargs={"model": _model_spec(model), "threads": _threads(cpus, pool)},
@@ -126,9 +130,27 @@ class _VersionOnly:
         self.version = version
 
 
-def read_file_chips(row: dict, *, index_dir: str, version: str, size, overlap, bands) -> list[dict]:
-    """Reader stage: the new chips of one file as rows ``{"meta", "rgb"}`` (pickled), then one
-    row whose meta is the file's ``IngestReport`` (counts, failures)."""
+def plan_file_parts(row: dict, *, size: int, overlap: int, group: int) -> list[dict]:
+    """Planning stage: a file as parts of ``group`` consecutive chips (its header only, plus one
+    read for the content digest), so a big scene is read by several tasks and its first chips
+    reach the embedders while the rest is still being read."""
+    path = Path(row["path"])
+    try:
+        digest = file_digest(path)
+        with read_raster(path) as raster:
+            n = sum(1 for _ in tile(raster, size, overlap))
+    except SkylensError:  # the reader reports it, with the single-process path's message
+        return [{"path": row["path"], "digest": "", "start": 0, "stop": 0}]
+    starts = range(0, n, group) or [0]
+    return [
+        {"path": row["path"], "digest": digest, "start": s, "stop": min(s + group, n)}
+        for s in starts
+    ]
+
+
+def read_part_chips(row: dict, *, index_dir: str, version: str, size, overlap, bands) -> list[dict]:
+    """Reader stage: the new chips of one part of a file as rows ``{"meta", "rgb"}`` (pickled),
+    then one row whose meta is the part's ``IngestReport`` (counts, failures)."""
     report = IngestReport()
     reader = ChipReader(
         [Path(row["path"])],
@@ -139,7 +161,11 @@ def read_file_chips(row: dict, *, index_dir: str, version: str, size, overlap, b
         bands=bands,
         report=report,
     )
-    out = [{"meta": pickle.dumps(item), "rgb": pickle.dumps(rgb)} for item, rgb in reader]
+    if row["digest"]:
+        parts = reader.read_part(Path(row["path"]), row["start"], row["stop"], row["digest"])
+    else:  # planning could not read it: read it whole, which records the failure
+        parts = iter(reader)
+    out = [{"meta": pickle.dumps(item), "rgb": pickle.dumps(rgb)} for item, rgb in parts]
     out.append({"meta": pickle.dumps(report), "rgb": b""})
     return out
 
