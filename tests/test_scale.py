@@ -39,7 +39,12 @@ def _index(path: Path, model) -> ChipIndex:
 def _rows(index: ChipIndex) -> dict:
     table = index._table.to_arrow().sort_by("id").to_pylist()
     return {
-        r["id"]: (r["path"], tuple(r["window"]), r["source_digest"], np.round(r["vector"], 5).tolist())
+        r["id"]: (
+            r["path"],
+            tuple(r["window"]),
+            r["source_digest"],
+            np.round(r["vector"], 5).tolist(),
+        )
         for r in table
     }
 
@@ -100,8 +105,15 @@ def test_ray_ingest_matches_single_process(tmp_path):
     with ray_session(num_cpus=2):
         done: list[int] = []
         got = ingest_ray(
-            [archive], on_ray, model, size=32, overlap=0, batch_size=4, write_every=3,
-            workers=2, progress=done.append,
+            [archive],
+            on_ray,
+            model,
+            size=32,
+            overlap=0,
+            batch_size=4,
+            write_every=3,
+            workers=2,
+            progress=done.append,
         )
         assert got.chips_added == want.chips_added == local.count() > 5
         assert (got.files, got.chips_seen) == (want.files, want.chips_seen)
