@@ -19,8 +19,8 @@ ANN_MIN_ROWS = 10_000  # below this, brute force is both faster than ANN and exa
 # worst case: every cell equally likely) and needed 85% of the cells for recall@10 0.956.
 # Real embeddings cluster: bench/bench_scale_search.py on vectors grown from 8,892 real chip
 # embeddings (bench/results/scale_search.json) reached recall@10 0.995 with 6 of 24 cells at 100k
-# rows and 0.987 with 7 of 73 at 300k, while all cells cost 10x the latency; a quarter of the
-# cells leaves a margin for archives less clustered than those. IVF_PQ reached lower recall at
+# rows, 0.987 with 7 of 73 at 300k and 0.999 with 24 of 244 at 1M (p50 13 ms vs 82 ms probing
+# 85%); a quarter of the cells leaves a margin for archives less clustered than those. IVF_PQ reached lower recall at
 # longer build times; IVF_HNSW_SQ did not beat IVF_SQ (20k rows). For unfiltered search at
 # scale the FAISS HNSW graph in memory (index/faiss_hnsw.py) is faster still.
 ANN_INDEX_TYPE = "IVF_SQ"  # 8-bit scalar quantisation: 1 byte per dimension, held in memory
