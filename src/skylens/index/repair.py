@@ -48,9 +48,10 @@ def damaged(directory: Path | str, exc: BaseException) -> DamagedIndexError:
         what = "a table manifest is truncated or unreadable"
     else:
         what = f"its table files are unreadable ({text.splitlines()[0][:120]})"
+    name = Path(directory).name  # the folder's name only: the message may reach an HTTP client
     return DamagedIndexError(
-        f"index {directory} is damaged: {what}. Restore the folder from a backup, or delete it "
-        f"and rebuild it with `skylens index SOURCES --index {directory}`"
+        f"index '{name}' is damaged: {what}. Restore the folder from a backup, or delete it "
+        f"and rebuild it with `skylens index SOURCES --index {name}`"
     )
 
 
