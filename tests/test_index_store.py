@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import skylens.index.store as store
-from skylens.errors import IndexMismatchError, InputError, NotFoundError
+from skylens.errors import IndexMismatchError, InputError, NotFoundError, SkylensError
 from skylens.index import ChipIndex, SearchHit, hits_to_geojson
 
 DIM = 16
@@ -507,8 +507,8 @@ def test_fill_captions_only_fills_missing_ones_and_hybrid_search_fuses(index):
 
 
 def test_damaged_index_names_the_index_and_the_fix(tmp_path, index):
-    """A missing data file or a truncated manifest: DamagedIndexError (an InputError) naming
-    the index folder and the fix, from every entry point, never a raw LanceDB error."""
+    """A missing data file or a truncated manifest: DamagedIndexError naming the index folder
+    and the fix, from every entry point, never a raw LanceDB error."""
     v = unit(np.random.default_rng(30), 12)
     index.add(make_rows(v))
     table_dir = tmp_path / "idx" / store.DB_DIR / f"{store.TABLE}.lance"
@@ -529,7 +529,7 @@ def test_damaged_index_names_the_index_and_the_fix(tmp_path, index):
         assert "index 'idx'" in msg and "data file is missing" in msg
         assert str(tmp_path) not in msg  # the folder's name, not where it lives
         assert "rebuild" in msg and "Traceback" not in msg and ".rs:" not in msg
-        assert isinstance(info.value, InputError)
+        assert isinstance(info.value, SkylensError) and info.value.http_status == 503
 
     index2 = ChipIndex.create_or_open(
         tmp_path / "idx2",

@@ -3,7 +3,7 @@
 A Lance table is a chain of manifests (``_versions/*.manifest``) naming data files
 (``data/*.lance``). When a data file is deleted or a manifest truncated (a disk filled up, a
 partial copy, a hand edit), LanceDB raises a bare ``RuntimeError`` with a Rust source location.
-``guard`` turns those into one ``DamagedIndexError`` (an ``InputError``) that names the index,
+``guard`` turns those into one ``DamagedIndexError`` (HTTP 503) that names the index,
 what is damaged and the fix, so the CLI and the service print one line instead of a traceback.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from skylens.errors import InputError
+from skylens.errors import InputError, SkylensError
 
 F = TypeVar("F", bound=Callable)
 
@@ -29,8 +29,11 @@ _DAMAGE = re.compile(
 _PATH = re.compile(r"(?:Not found|No such file[^:]*):\s*([^,\s]+)")
 
 
-class DamagedIndexError(InputError):
-    """An index's table files are missing or unreadable."""
+class DamagedIndexError(SkylensError, RuntimeError):
+    """An index's table files are missing or unreadable: a server-side condition (HTTP 503),
+    and a storage failure, so ``skylens.tasks.search.reading`` reports it as the faces do."""
+
+    http_status = 503
 
 
 def is_damage(exc: BaseException) -> bool:
@@ -50,8 +53,9 @@ def damaged(directory: Path | str, exc: BaseException) -> DamagedIndexError:
         what = f"its table files are unreadable ({text.splitlines()[0][:120]})"
     name = Path(directory).name  # the folder's name only: the message may reach an HTTP client
     return DamagedIndexError(
-        f"index '{name}' is damaged: {what}. Restore the folder from a backup, or delete it "
-        f"and rebuild it with `skylens index SOURCES --index {name}`"
+        f"index '{name}' is damaged: {what}, so its Lance table cannot be read. Restore the "
+        f"folder from a backup, or delete it and rebuild it with `skylens index SOURCES --index "
+        f"{name}`"
     )
 
 
@@ -60,7 +64,7 @@ def guard(directory: Path | str) -> Iterator[None]:
     """Re-raise LanceDB damage errors inside the block as ``DamagedIndexError``."""
     try:
         yield
-    except InputError:
+    except (InputError, DamagedIndexError):
         raise
     except (RuntimeError, OSError) as exc:
         if is_damage(exc):
