@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import skylens.index.store as store
-from skylens.errors import IndexMismatchError, InputError, NotFoundError
+from skylens.errors import IndexMismatchError, InputError, NotFoundError, SkylensError
 from skylens.index import ChipIndex, SearchHit, hits_to_geojson
 
 DIM = 16
@@ -459,7 +459,7 @@ def test_ann_finds_exact_duplicates(tmp_path):
     reader = ChipIndex.open(tmp_path / "ann")  # opened before the build
     assert index.build_ann() is True and index.has_ann()
     ann = index.stats()["ann"]
-    assert ann["index_type"] == "IVF_SQ" and ann["num_partitions"] == 5 and ann["nprobes"] == 5
+    assert ann["index_type"] == "IVF_SQ" and ann["num_partitions"] == 5 and ann["nprobes"] == 4
     assert reader.search(vecs[0], k=1)[0].id == "c0" and reader.meta["ann"] == index.meta["ann"]
     for i in rng.choice(len(vecs), 20, replace=False):
         top = index.search(vecs[i], k=3)
@@ -504,3 +504,60 @@ def test_fill_captions_only_fills_missing_ones_and_hybrid_search_fuses(index):
     fused = [h.fused_score for h in hits]
     assert fused == sorted(fused, reverse=True)
     assert index.stats()["captioned"] == 6 and index.stats()["has_caption_index"]
+
+
+def test_damaged_index_names_the_index_and_the_fix(tmp_path, index):
+    """A missing data file or a truncated manifest: DamagedIndexError naming the index folder
+    and the fix, from every entry point, never a raw LanceDB error."""
+    v = unit(np.random.default_rng(30), 12)
+    index.add(make_rows(v))
+    table_dir = tmp_path / "idx" / store.DB_DIR / f"{store.TABLE}.lance"
+    next((table_dir / "data").glob("*.lance")).unlink()
+    reopened = ChipIndex.open(tmp_path / "idx")
+    calls = [
+        lambda: reopened.search(v[0], k=3),
+        lambda: reopened.search_many(v[:2], k=3),
+        reopened.stats,
+        lambda: reopened.existing_ids(["x"]),
+        lambda: reopened.add(make_rows(unit(np.random.default_rng(31), 2), start=100)),
+        lambda: reopened.scan(["id"]),
+    ]
+    for call in calls:
+        with pytest.raises(store.DamagedIndexError) as info:
+            call()
+        msg = str(info.value)
+        assert "index 'idx'" in msg and "data file is missing" in msg
+        assert str(tmp_path) not in msg  # the folder's name, not where it lives
+        assert "rebuild" in msg and "Traceback" not in msg and ".rs:" not in msg
+        assert isinstance(info.value, SkylensError) and info.value.http_status == 503
+
+    index2 = ChipIndex.create_or_open(
+        tmp_path / "idx2",
+        model_name=MODEL["model_name"],
+        model_version=MODEL["model_version"],
+        embed_dim=MODEL["embed_dim"],
+    )
+    index2.add(make_rows(v))
+    for manifest in (tmp_path / "idx2" / store.DB_DIR / f"{store.TABLE}.lance" / "_versions").glob(
+        "*.manifest"
+    ):
+        manifest.write_bytes(manifest.read_bytes()[:10])
+    with pytest.raises(store.DamagedIndexError, match="manifest is truncated") as info:
+        ChipIndex.open(tmp_path / "idx2").search(v[0], k=1)
+    assert "index 'idx2'" in str(info.value)
+
+
+def test_extreme_dates_are_calendar_ends(index):
+    """Aware dates at the ends of the calendar (issue 18 finding 5) that fall outside years
+    1..9999 in UTC are the calendar's ends (no bound), never an OverflowError."""
+    rows = make_rows(unit(np.random.default_rng(32), 3))  # acquired 2020-01-01 .. 03
+    index.add(rows)
+    q = unit(np.random.default_rng(33), 1)[0]
+    ids = {r["id"] for r in rows}
+    for span in [
+        ("0001-01-01T00:00:00+01:00", None),
+        (None, "9999-12-31T23:59:59-14:00"),
+        ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00"),
+        (datetime(1, 1, 1), None),
+    ]:
+        assert {h.id for h in index.search(q, k=10, time_range=span)} == ids, span

@@ -51,6 +51,18 @@ def index_cmd(
             "--caption-model", help="Caption with this model instead (implies --caption)."
         ),
     ] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run on Ray Data (a local Ray unless --ray-address).")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="Ray cluster address (implies --ray), e.g. ray://head:10001."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray embedding workers (default: every CPU).")
+    ] = None,
 ) -> None:
     """Tile and embed imagery into an index; safe to re-run or resume (no duplicates).
 
@@ -64,6 +76,7 @@ def index_cmd(
         report = index_images(
             paths, index, model=model, tile=tile, overlap=overlap, bands=bands, batch=batch,
             ann=ann, caption=caption, caption_model=caption_model,
+            runner="ray" if ray or ray_address else "local", workers=workers, address=ray_address,
             on_total=lambda n: bar.update(task, total=n),
             progress=lambda n: bar.update(task, advance=n),
         )  # fmt: skip

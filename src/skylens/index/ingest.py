@@ -121,19 +121,32 @@ class ChipReader:
             except SkylensError as exc:
                 self.report.failed.append({"path": str(path), "error": str(exc)})
 
-    def _file(self, path: Path) -> Iterator[tuple[_Item, np.ndarray]]:
-        digest = file_digest(path)
+    def read_part(
+        self, path: Path, start: int, stop: int, digest: str
+    ) -> Iterator[tuple[_Item, np.ndarray]]:
+        """The new chips ``start:stop`` (in tiling order) of one file whose content digest is
+        known: what a Ray reader task reads (``skylens.scale.ingest``). Failures go to the
+        report as for whole files; the file is counted by the part that starts at chip 0."""
+        try:
+            yield from self._file(path, slice(start, stop), digest)
+        except SkylensError as exc:
+            self.report.failed.append({"path": str(path), "error": str(exc)})
+
+    def _file(
+        self, path: Path, part: slice = slice(None), digest: str | None = None
+    ) -> Iterator[tuple[_Item, np.ndarray]]:
+        digest = digest or file_digest(path)
         with read_raster(path) as raster:
             bands = parse_bands(self.bands_spec, raster.count, path, raster.band_names)
             band_key = ",".join(map(str, bands))
             acquired = acquisition_time(path, getattr(raster, "tags", None))
-            chips = list(tile(raster, self.size, self.overlap))
+            chips = list(tile(raster, self.size, self.overlap))[part]
             ids = [
                 ChipIndex.chip_id(digest, c.window, self.model.version + "|" + band_key)
                 for c in chips
             ]
             existing = self.index.existing_ids(ids, captioned_only=self.captioned_only)
-            self.report.files += 1
+            self.report.files += int(not part.start)
             self.report.chips_seen += len(chips)
             self.report.chips_skipped_existing += len(existing)
             if existing:
@@ -223,7 +236,7 @@ def ingest(
             else [None] * len(batch.payloads)
         )
         for it, vec, cap in zip(batch.payloads, batch.vectors, captions, strict=True):
-            rows.append(_row(it, vec, cap, model))
+            rows.append(chip_row(it, vec, cap, model))
         tick(len(batch.payloads))
         if len(rows) >= write_every:
             report.chips_added += index.add(rows, fill_captions=captioning)
@@ -285,7 +298,8 @@ def _captions(captioner, images: list[np.ndarray], report: IngestReport) -> list
     return caps
 
 
-def _row(it: _Item, vector: np.ndarray, caption: str | None, model: ImageTextEncoder) -> dict:
+def chip_row(it: _Item, vector: np.ndarray, caption: str | None, model: ImageTextEncoder) -> dict:
+    """The index row of one embedded chip (``ChipIndex.add``'s row format)."""
     c = it.chip
     return {
         "id": it.chip_id,

@@ -1,322 +1,90 @@
-"""The chip index: one LanceDB table per archive, one row per chip.
+"""The chip index: one LanceDB table per archive, one row per chip (``ChipIndex``).
 
-A row holds where a chip comes from (path, content digest, pixel window, bands), where it lies
-(bounds in the raster CRS, WGS84 footprint as GeoJSON and its bbox in four float columns for fast
-filtering), when it was acquired, which model embedded it, an optional caption, and the embedding
-(a fixed-size float32 list). ``skylens-index.json`` beside the database records the model; an index
-refuses to be written or queried by another model, since vectors of two models are not comparable.
+The concerns live in their own modules and meet here: the table's layout and hits
+(``schema``), search filters as SQL (``filters``), chip ids, row validation and the writers' lock
+(``rows``), ANN parameters (``ann``), vector and hybrid queries (``query``) and damaged-index
+errors (``repair``). ``skylens-index.json`` beside the database records the model; an index refuses
+to be written or queried by another model, since vectors of two models are not comparable.
 
 Safety. Every LanceDB write commits a new table version atomically (Lance format: data files are
 written first, then a manifest names them; a crash before the manifest leaves the previous version
 intact). ``add`` validates a whole batch before writing and inserts it with one ``merge_insert``
 keyed on ``id``, so a batch is all-or-nothing and re-adding a chip is a no-op; writers take turns
-through a lock file (two concurrent merge_inserts of one new id would both insert it). Readers re-check the latest version before each query and old versions are kept for
-``KEEP_VERSIONS`` after compaction, so a reader never sees a half-written batch or a file vanish
-under it.
+through a lock file (two concurrent merge_inserts of one new id would both insert it). Readers
+re-check the latest version before each query and old versions are kept for ``KEEP_VERSIONS``
+after compaction, so a reader never sees a half-written batch or a file vanish under it. A table
+whose files were lost or truncated raises ``DamagedIndexError`` naming the index and the fix.
 
 Speed. Each ``add`` is one small fragment; every ``COMPACT_EVERY`` adds the writer merges small
 fragments into ones of ``FRAGMENT_ROWS`` rows (bigger ones are never rewritten), so appends stay
-cheap as the table grows. Vector search is exact (brute force) until ``build_ann`` builds an
-inverted-file index (IVF: vectors grouped by k-means cell, a query scans the nearest cells; Jegou
-et al., "Product quantization for nearest neighbor search", TPAMI 2011) over 8-bit scalar-quantised
-vectors. ANN candidates are re-scored with the exact vectors (``refine_factor``), so scores are
-exact cosine similarities either way. ``bench/bench_search.py`` measures latency and recall@10 at
-1M rows and why IVF_SQ is the default rather than IVF_PQ.
+cheap as the table grows. Vector search is exact (brute force) until ``build_ann`` builds an IVF
+index (``ann``); ``bench/bench_scale_search.py`` compares it with FAISS at 1M rows.
 
-Captions. Chips ingested with a captioner carry a caption. ``search(..., text=...)`` then runs a
-hybrid query: the vector search and a full-text (BM25) search of the caption column, fused by
-reciprocal rank (Cormack et al., "Reciprocal rank fusion outperforms Condorcet and individual
-rank learning methods", SIGIR 2009). Both are LanceDB's own features and run offline: Lance's
-native inverted index (``lancedb.index.FTS``, no tantivy) and ``lancedb.rerankers.RRFReranker``.
-Rows added after the full-text index was built are searched unindexed until ``compact`` folds them
-in, so a caption is findable as soon as its row is committed.
+Captions. Chips ingested with a captioner carry a caption; ``search(..., text=...)`` then runs a
+hybrid query (``query.hybrid_query``). Rows added after the full-text index was built are
+searched unindexed until ``compact`` folds them in, so a caption is findable as soon as its row
+is committed.
+
+This module never imports ``skylens.index.memory``: batched in-memory searchers reach the index
+through ``schema.VectorSearcher`` and which searcher answers is decided by ``skylens.tasks.search``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import math
-import os
 import shutil
-import sys
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from skylens.errors import IndexMismatchError, InputError, NotFoundError
+from skylens.index import repair
+from skylens.index.ann import (  # noqa: F401 - re-exported: the names callers knew here
+    ANN_INDEX_TYPE,
+    ANN_MIN_ROWS,
+    ANN_REFINE_FACTOR,
+    ann_config,
+    ann_params,
+    default_nprobes,
+)
+from skylens.index.filters import sql_str, where_clause
+from skylens.index.query import hybrid_query, vector_query
+from skylens.index.record import create_table_and_record, read_record
+from skylens.index.repair import DamagedIndexError, guarded  # noqa: F401 - re-exported
+from skylens.index.rows import (  # noqa: F401 - ID_CHUNK re-exported
+    ID_CHUNK,
+    chip_id,
+    compact_table,
+    existing_ids,
+    rows_to_arrow,
+    write_lock,
+)
+from skylens.index.schema import (  # noqa: F401 - re-exported for callers of the old module
+    DB_DIR,
+    MAX_K,
+    META_FILE,
+    SCHEMA_VERSION,
+    SEARCH_COLUMNS,
+    TABLE,
+    SearchHit,
+    VectorSearcher,
+    chip_schema,
+    hit_from_row,
+    hits_to_geojson,
+    lancedb_module,
+    skylens_version,
+    write_json_atomic,
+)
 
-if TYPE_CHECKING:
-    from skylens.index.memory import MemoryVectors
+_hit_from_row = hit_from_row  # the name skylens.index.memory imports
+_lancedb = lancedb_module  # the name this module gave it before the split
 
-META_FILE = "skylens-index.json"
-LOCK_FILE = ".write.lock"  # writers take turns (flock); readers never wait
-DB_DIR = "lancedb"
-TABLE = "chips"
-SCHEMA_VERSION = 1
-ANN_MIN_ROWS = 10_000  # below this, brute force is both faster than ANN and exact
 COMPACT_EVERY = 64  # adds (one small fragment each) between automatic compactions
 FRAGMENT_ROWS = 65_536  # compaction target: fragments this big are never rewritten again
 KEEP_VERSIONS = timedelta(minutes=10)  # superseded versions stay readable this long
-MAX_K = 10_000
-ID_CHUNK = 1_000  # ids per ``IN (...)`` filter in existing_ids
-
-# ANN defaults, measured with bench/bench_search.py on 1M random 384-d unit vectors, 2 cores
-# (bench/results/search.json): IVF_SQ, 244 cells, 208 probed, refine 5 -> recall@10 0.956, p50 28 ms,
-# p99 40 ms (exact: p50 0.89 s); all 244 probed -> recall 1.0, p99 47 ms. On the same data IVF_PQ
-# (48 sub-vectors, all cells, refine 100) reached recall 0.83 at p99 ~100 ms and took 4x longer to
-# build; IVF_RQ (1 bit) 0.90 at refine 300; IVF_HNSW_SQ 0.41 at ef 400 (100k rows).
-ANN_INDEX_TYPE = "IVF_SQ"  # 8-bit scalar quantisation: 1 byte per dimension, held in memory
-ANN_ROWS_PER_PARTITION = 4_096  # IVF cells = rows / this
-ANN_PROBE_FRACTION = 0.85  # share of cells searched: random vectors need most of them
-ANN_MIN_NPROBES = 20
-ANN_REFINE_FACTOR = 5  # re-score k * this candidates with the exact vectors
-ANN_DIMS_PER_SUB_VECTOR = 8  # IVF_PQ only: one byte per 8 dimensions
-
-SEARCH_COLUMNS = ["id", "path", "window", "bounds", "crs", "footprint", "caption", "acquired"]
-HYBRID_CANDIDATES = 4  # each side of a hybrid query returns k * this before fusion
-RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
-
-
-def _lancedb():
-    """Import lancedb on first use (keeps ``skylens --help`` fast) with Lance's warnings muted.
-
-    lancedb imports the REST client of Lance namespaces, whose hundreds of pydantic models and
-    validated methods build their validators at import: about 0.35 s of CPU on every cold CLI
-    call, for a client a local index never uses. Pydantic's ``defer_build`` (build on first
-    use) is made the default for the length of this import only.
-    """
-    os.environ.setdefault("LANCEDB_LOG", "error")
-    if "lancedb" in sys.modules:  # imported (or being imported: the import lock waits for it)
-        import lancedb
-
-        return lancedb
-    try:
-        from pydantic._internal._config import config_defaults
-    except ImportError:  # another pydantic layout: import as is
-        config_defaults = {}
-    deferred = config_defaults.get("defer_build", False)
-    config_defaults["defer_build"] = True
-    try:
-        import lancedb
-    finally:
-        config_defaults["defer_build"] = deferred
-    return lancedb
-
-
-def chip_schema(embed_dim: int) -> pa.Schema:
-    """Arrow schema of the ``chips`` table for vectors of ``embed_dim`` dimensions."""
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("path", pa.string(), nullable=False),
-            pa.field("window", pa.list_(pa.int32(), 4)),  # col_off, row_off, width, height (px)
-            pa.field("bounds", pa.list_(pa.float64(), 4)),  # minx, miny, maxx, maxy (raster CRS)
-            pa.field("crs", pa.string()),
-            pa.field("footprint", pa.string()),  # GeoJSON geometry, EPSG:4326, as text
-            pa.field("lon_min", pa.float64()),
-            pa.field("lat_min", pa.float64()),
-            pa.field("lon_max", pa.float64()),
-            pa.field("lat_max", pa.float64()),
-            pa.field("acquired", pa.timestamp("us")),  # UTC, naive
-            pa.field("bands", pa.string()),  # 1-based source bands rendered as RGB, "3,2,1"
-            pa.field("source_digest", pa.string()),
-            pa.field("caption", pa.string()),
-            pa.field("model_name", pa.string()),
-            pa.field("model_version", pa.string()),
-            pa.field("vector", pa.list_(pa.float32(), embed_dim)),
-        ]
-    )
-
-
-# -- results ------------------------------------------------------------------------------------
-@dataclass
-class SearchHit:
-    """One search result.
-
-    Attributes:
-        id: chip id (``ChipIndex.chip_id``).
-        score: cosine similarity to the query in [-1, 1], higher is closer.
-        path: source raster as ingested.
-        window: pixel window (col_off, row_off, width, height).
-        bounds: (minx, miny, maxx, maxy) in the raster CRS, None for ungeoreferenced images.
-        crs: the raster CRS (e.g. ``EPSG:32618``) or None.
-        footprint: GeoJSON geometry in EPSG:4326, or None.
-        caption: stored caption, if any.
-        acquired: acquisition time (UTC, naive), if known.
-        caption_score: BM25 score of the caption against the query text (hybrid search only;
-            None when the caption did not match).
-        fused_score: reciprocal-rank-fusion score that ordered a hybrid search, else None.
-    """
-
-    id: str
-    score: float
-    path: str
-    window: list[int]
-    bounds: list[float] | None
-    crs: str | None
-    footprint: dict | None
-    caption: str | None
-    acquired: datetime | None
-    caption_score: float | None = None
-    fused_score: float | None = None
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (``acquired`` as ISO 8601 text)."""
-        # field by field, not ``asdict``: its recursive deep copy of every footprint showed in
-        # py-spy profiles of the service under bench/load.py; callers do not mutate the values
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["acquired"] = self.acquired.isoformat() if self.acquired else None
-        return d
-
-    def to_geojson_feature(self) -> dict:
-        """GeoJSON Feature: the footprint as geometry (null when unknown), the rest as properties."""
-        props = self.to_dict()
-        geometry = props.pop("footprint")
-        return {"type": "Feature", "id": self.id, "geometry": geometry, "properties": props}
-
-
-def hits_to_geojson(hits: Iterable[SearchHit]) -> dict:
-    """A GeoJSON FeatureCollection of hits, in rank order; hits without footprint get null geometry."""
-    return {"type": "FeatureCollection", "features": [h.to_geojson_feature() for h in hits]}
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def _sql_str(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
-def _sql_float(x: float, what: str) -> str:
-    x = float(x)
-    if not math.isfinite(x):
-        raise InputError(f"{what} must be a finite number, got {x}")
-    return repr(x)
-
-
-def _naive_utc(t: datetime | str | None, what: str) -> datetime | None:
-    """Datetime (or ISO text) as naive UTC; naive input is taken to be UTC already."""
-    if t is None:
-        return None
-    if isinstance(t, str):
-        try:
-            t = datetime.fromisoformat(t)
-        except ValueError:
-            raise InputError(f"{what}: '{t}' is not an ISO 8601 date/time") from None
-    if not isinstance(t, datetime):
-        raise InputError(f"{what}: expected a datetime, got {type(t).__name__}")
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
-    return t
-
-
-def _sql_time(t: datetime) -> str:
-    return "timestamp '" + t.strftime("%Y-%m-%d %H:%M:%S.%f") + "'"
-
-
-def _like_pattern(source: str) -> str:
-    """A path prefix or glob (``*``, ``?``) as a SQL LIKE pattern (``\\`` escapes)."""
-    out = []
-    for ch in source:
-        if ch in "%_\\":
-            out.append("\\" + ch)
-        elif ch == "*":
-            out.append("%")
-        elif ch == "?":
-            out.append("_")
-        else:
-            out.append(ch)
-    pattern = "".join(out)
-    if not any(ch in source for ch in "*?"):
-        pattern += "%"  # a plain prefix
-    return pattern
-
-
-def _geometry_bbox(geom: dict) -> tuple[float, float, float, float]:
-    """(lon_min, lat_min, lon_max, lat_max) of any GeoJSON geometry's coordinates."""
-    xs: list[float] = []
-    ys: list[float] = []
-
-    def walk(c: Any) -> None:
-        if isinstance(c, (list, tuple)) and c and isinstance(c[0], (int, float)):
-            xs.append(float(c[0]))
-            ys.append(float(c[1]))
-        elif isinstance(c, (list, tuple)):
-            for sub in c:
-                walk(sub)
-
-    walk(geom.get("coordinates"))
-    if not xs or not all(map(math.isfinite, xs + ys)):
-        raise ValueError("footprint has no finite coordinates")
-    return min(xs), min(ys), max(xs), max(ys)
-
-
-def _largest_divisor_at_most(n: int, cap: int) -> int:
-    for d in range(max(1, min(n, cap)), 0, -1):
-        if n % d == 0:
-            return d
-    return 1
-
-
-def _hit_from_row(r: dict, cosine: float, **extra) -> SearchHit:
-    """A ``SearchHit`` from a result row of ``SEARCH_COLUMNS`` and its cosine similarity."""
-    return SearchHit(
-        id=r["id"],
-        score=round(min(1.0, max(-1.0, float(cosine))), 6),  # np.clip costs 6 us a hit
-        path=r["path"],
-        window=list(r["window"]) if r["window"] is not None else [],
-        bounds=list(r["bounds"]) if r["bounds"] is not None else None,
-        crs=r["crs"],
-        footprint=json.loads(r["footprint"]) if r["footprint"] else None,
-        caption=r["caption"],
-        acquired=r["acquired"],
-        **extra,
-    )
-
-
-def _default_nprobes(partitions: int) -> int:
-    return min(partitions, max(ANN_MIN_NPROBES, math.ceil(partitions * ANN_PROBE_FRACTION)))
-
-
-def _ann_config(params: dict):
-    """The lancedb index config for ``params`` (see ``ChipIndex.ann_params``)."""
-    from lancedb.index import HnswSq, IvfPq, IvfRq, IvfSq
-
-    kind, parts = params["index_type"], params["num_partitions"]
-    if kind == "IVF_PQ":
-        return IvfPq(
-            distance_type="cosine",
-            num_partitions=parts,
-            num_sub_vectors=params.get("num_sub_vectors"),
-        )
-    if kind == "IVF_SQ":
-        return IvfSq(distance_type="cosine", num_partitions=parts)
-    if kind == "IVF_RQ":
-        return IvfRq(distance_type="cosine", num_partitions=parts)
-    if kind == "IVF_HNSW_SQ":
-        return HnswSq(distance_type="cosine", num_partitions=parts)
-    raise InputError(f"unknown ANN index type '{kind}': use IVF_PQ, IVF_SQ, IVF_RQ or IVF_HNSW_SQ")
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-
-
-def _skylens_version() -> str:
-    try:
-        from skylens import __version__
-
-        return __version__
-    except ImportError:  # pragma: no cover - only in a broken install
-        return "unknown"
 
 
 # -- the index ----------------------------------------------------------------------------------
@@ -331,17 +99,20 @@ class ChipIndex:
         self.meta = meta
         # interval 0: every query first checks for a newer version, so a reader never lags a
         # writer and never reads a version old enough for compaction to have removed its files
-        self._db = _lancedb().connect(
+        self._db = lancedb_module().connect(
             str(self._directory / DB_DIR), read_consistency_interval=timedelta(0)
         )
         try:
             self._table = self._db.open_table(TABLE)
-        except (ValueError, FileNotFoundError, OSError) as exc:
+        except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+            if repair.is_damage(exc):
+                raise repair.damaged(self._directory, exc) from None
             raise NotFoundError(
                 f"{self._directory}: index record found but its table is missing or unreadable "
                 f"({exc}); rebuild it with `skylens index`"
             ) from None
-        vec = self._table.schema.field("vector").type
+        with repair.guard(self._directory):
+            vec = self._table.schema.field("vector").type
         if getattr(vec, "list_size", self.embed_dim) != self.embed_dim:
             raise IndexMismatchError(
                 f"{self._directory}: {META_FILE} says {self.embed_dim}-d vectors but the table "
@@ -387,30 +158,13 @@ class ChipIndex:
         if int(embed_dim) < 1:
             raise InputError(f"embed_dim must be positive, got {embed_dim}")
         d = Path(directory)
-        meta_path = d / META_FILE
-        if meta_path.is_file():
+        if (d / META_FILE).is_file():
             index = cls.open(d)
             index.check_model(model_name, model_version, embed_dim)
             return index
-        # a crash between creating the table and writing the record leaves only DB_DIR: reuse it
-        if d.exists() and (not d.is_dir() or any(p.name != DB_DIR for p in d.iterdir())):
-            raise InputError(
-                f"{d}: exists, is not empty and is not a skylens index; choose another index folder"
-            )
-        d.mkdir(parents=True, exist_ok=True)
-        db = _lancedb().connect(str(d / DB_DIR))
-        table = db.create_table(TABLE, schema=chip_schema(int(embed_dim)), exist_ok=True)
-        if table.schema.field("vector").type.list_size != int(embed_dim) or table.count_rows():
-            raise InputError(f"{d}: holds a leftover table without {META_FILE}; remove the folder")
-        meta = {
-            "model_name": model_name,
-            "model_version": model_version,
-            "embed_dim": int(embed_dim),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "schema_version": SCHEMA_VERSION,
-            "skylens_version": _skylens_version(),
-        }
-        _write_json_atomic(meta_path, meta)  # the record appears only once the table exists
+        meta = create_table_and_record(
+            d, model_name=model_name, model_version=model_version, embed_dim=embed_dim
+        )
         return cls(d, meta)
 
     @classmethod
@@ -422,23 +176,7 @@ class ChipIndex:
             IndexMismatchError: the index was written by a newer skylens (unknown schema).
         """
         d = Path(directory)
-        meta_path = d / META_FILE
-        if not meta_path.is_file():
-            what = "does not exist" if not d.exists() else f"has no {META_FILE}"
-            raise NotFoundError(
-                f"{d}: not a skylens index ({what}); build one with `skylens index`"
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-            for key in ("model_name", "model_version", "embed_dim"):
-                meta[key]  # noqa: B018 - presence check
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise NotFoundError(f"{meta_path}: unreadable index record ({exc!r})") from None
-        if int(meta.get("schema_version", 1)) > SCHEMA_VERSION:
-            raise IndexMismatchError(
-                f"{d}: index schema {meta['schema_version']} is newer than this skylens "
-                f"understands ({SCHEMA_VERSION}); upgrade skylens"
-            )
+        meta = read_record(d)
         return cls(d, meta)
 
     @property
@@ -474,12 +212,9 @@ class ChipIndex:
             )
 
     # -- writing ------------------------------------------------------------------------------
-    @staticmethod
-    def chip_id(source_digest: str, window: Sequence[int], model_version: str) -> str:
-        """Stable chip id: 32 hex chars of BLAKE2b over content digest, pixel window and model."""
-        key = f"{source_digest}|{','.join(str(int(v)) for v in window)}|{model_version}"
-        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    chip_id = staticmethod(chip_id)  # rows.chip_id: content digest + window + model version
 
+    @guarded
     def existing_ids(self, ids: Iterable[str], *, captioned_only: bool = False) -> set[str]:
         """Which of ``ids`` are already stored (for resuming an ingest).
 
@@ -488,17 +223,9 @@ class ChipIndex:
             captioned_only: count only rows that have a caption (an ingest with a captioner
                 redoes the others to fill their captions, ``add(fill_captions=True)``).
         """
-        wanted = list(dict.fromkeys(str(i) for i in ids))
-        found: set[str] = set()
-        for start in range(0, len(wanted), ID_CHUNK):
-            chunk = wanted[start : start + ID_CHUNK]
-            where = "id IN (" + ",".join(_sql_str(x) for x in chunk) + ")"
-            if captioned_only:
-                where += " AND caption IS NOT NULL"
-            rows = self._table.search().where(where).select(["id"]).limit(None).to_arrow()
-            found.update(rows.column("id").to_pylist())
-        return found
+        return existing_ids(self._table, ids, captioned_only=captioned_only)
 
+    @guarded
     def add(self, rows: Sequence[dict], *, fill_captions: bool = False) -> int:
         """Insert rows whose id is not stored yet; returns how many were inserted.
 
@@ -521,8 +248,8 @@ class ChipIndex:
         """
         if not rows:
             return 0
-        data = self._rows_to_arrow(rows)
-        with self._write_lock():
+        data = rows_to_arrow(self, rows, self._table.schema)
+        with write_lock(self._directory):
             self._table.checkout_latest()  # see what another writer committed a moment ago
             merge = self._table.merge_insert("id")
             if fill_captions:
@@ -537,87 +264,7 @@ class ChipIndex:
                 warnings.warn(f"{self._directory}: compaction skipped ({exc})", stacklevel=2)
         return added
 
-    @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        """Exclusive lock for writers of this index (two concurrent merge_inserts of the same
-        new id would both insert it). POSIX ``flock``; a no-op where there is none."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        with open(self._directory / LOCK_FILE, "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-    def _rows_to_arrow(self, rows: Sequence[dict]) -> pa.Table:
-        """Validate rows and build the Arrow batch (first occurrence of a duplicate id wins)."""
-        dim = self.embed_dim
-        schema = self._table.schema
-        names = [f.name for f in schema]
-        cols: dict[str, list] = {n: [] for n in names if n != "vector"}
-        vectors = np.empty((len(rows), dim), np.float32)
-        seen: set[str] = set()
-        keep = 0
-        for r in rows:
-            where = f"chip {r.get('path')!s} window {r.get('window')!s}"
-            if "vector" not in r or "path" not in r or "window" not in r:
-                raise InputError(f"{where}: a row needs 'vector', 'path' and 'window'")
-            v = np.asarray(r["vector"], np.float32).reshape(-1)
-            if v.shape != (dim,):
-                raise InputError(
-                    f"{where}: vector has {v.size} dimensions; index {self._directory} holds "
-                    f"{dim}-d vectors of model '{self.model_name}'"
-                )
-            if not np.isfinite(v).all() or not np.any(v):
-                raise InputError(f"{where}: vector is all zeros or not finite")
-            version = r.get("model_version") or self.model_version
-            if version != self.model_version:
-                self.check_model(r.get("model_name") or "?", version)
-            try:
-                window = [int(x) for x in r["window"]]
-                if len(window) != 4:
-                    raise ValueError("needs 4 values")
-                bounds = [float(x) for x in r["bounds"]] if r.get("bounds") is not None else None
-                if bounds is not None and len(bounds) != 4:
-                    raise ValueError("bounds need 4 values")
-                fp = r.get("footprint")
-                if isinstance(fp, str):
-                    fp = json.loads(fp)
-                bbox = _geometry_bbox(fp) if fp else (None, None, None, None)
-            except (TypeError, ValueError, AttributeError) as exc:
-                raise InputError(f"{where}: bad window/bounds/footprint ({exc})") from None
-            chip_id = r.get("id") or self.chip_id(r.get("source_digest") or "", window, version)
-            if chip_id in seen:
-                continue
-            seen.add(chip_id)
-            vectors[keep] = v
-            keep += 1
-            cols["id"].append(str(chip_id))
-            cols["path"].append(str(r["path"]))
-            cols["window"].append(window)
-            cols["bounds"].append(bounds)
-            cols["crs"].append(str(r["crs"]) if r.get("crs") else None)
-            cols["footprint"].append(json.dumps(fp) if fp else None)
-            for name, value in zip(("lon_min", "lat_min", "lon_max", "lat_max"), bbox, strict=True):
-                cols[name].append(value)
-            cols["acquired"].append(_naive_utc(r.get("acquired"), where))
-            for name in ("bands", "source_digest", "caption"):
-                cols[name].append(None if r.get(name) is None else str(r[name]))
-            cols["model_name"].append(r.get("model_name") or self.model_name)
-            cols["model_version"].append(version)
-        arrays = []
-        for f in schema:
-            if f.name == "vector":
-                flat = pa.array(vectors[:keep].reshape(-1), pa.float32())
-                arrays.append(pa.FixedSizeListArray.from_arrays(flat, dim))
-            else:
-                arrays.append(pa.array(cols[f.name], f.type))
-        return pa.Table.from_arrays(arrays, schema=schema)
-
+    @guarded
     def compact(self, *, keep_versions: timedelta = KEEP_VERSIONS) -> dict:
         """Merge small fragments, fold new rows into existing indices, drop old versions.
 
@@ -627,35 +274,13 @@ class ChipIndex:
         Returns:
             ``{"fragments_before", "fragments_after", "versions_removed"}``.
         """
-        with self._write_lock():
-            self._table.checkout_latest()
-            before = self._fragments()
-            removed = None
-            try:
-                ds = self._table.to_lance()
-            except ImportError:  # no pylance: lancedb's own optimize (1M-row fragments)
-                self._table.optimize(cleanup_older_than=keep_versions)
-            else:
-                ds.optimize.compact_files(target_rows_per_fragment=FRAGMENT_ROWS)
-                if list(self._table.list_indices()):
-                    self._table.checkout_latest()
-                    ds = self._table.to_lance()
-                    ds.optimize.optimize_indices()
-                removed = int(
-                    getattr(ds.cleanup_old_versions(older_than=keep_versions), "old_versions", 0)
-                )
-            self._table.checkout_latest()
+        with write_lock(self._directory):
+            report = compact_table(self._table, FRAGMENT_ROWS, keep_versions)
         self._adds_since_compact = 0
-        return {
-            "fragments_before": before,
-            "fragments_after": self._fragments(),
-            "versions_removed": removed,
-        }
-
-    def _fragments(self) -> int:
-        return int(self._table.stats()["fragment_stats"]["num_fragments"])
+        return report
 
     # -- ANN index ----------------------------------------------------------------------------
+    @guarded
     def has_ann(self) -> bool:
         """Whether the vector column has an ANN index."""
         return any("vector" in list(i.columns) for i in self._table.list_indices())
@@ -663,19 +288,9 @@ class ChipIndex:
     def ann_params(self, num_rows: int | None = None, index_type: str | None = None) -> dict:
         """Default ANN parameters for ``num_rows`` rows (default: the current count)."""
         n = self.count() if num_rows is None else int(num_rows)
-        partitions = max(1, round(n / ANN_ROWS_PER_PARTITION))
-        params = {
-            "index_type": (index_type or ANN_INDEX_TYPE).upper(),
-            "num_partitions": partitions,
-            "nprobes": _default_nprobes(partitions),
-            "refine_factor": ANN_REFINE_FACTOR,
-        }
-        if params["index_type"] in ("IVF_PQ", "IVF_HNSW_PQ"):
-            params["num_sub_vectors"] = _largest_divisor_at_most(
-                self.embed_dim, max(1, self.embed_dim // ANN_DIMS_PER_SUB_VECTOR)
-            )
-        return params
+        return ann_params(n, self.embed_dim, index_type)
 
+    @guarded
     def build_ann(
         self,
         *,
@@ -710,39 +325,37 @@ class ChipIndex:
             return False
         if n == 0:
             raise InputError(f"{self._directory}: the index is empty; add chips first")
-        params = self.ann_params(n, index_type)
-        if num_partitions:
-            params["num_partitions"] = int(num_partitions)
-            params["nprobes"] = _default_nprobes(int(num_partitions))
-        if num_sub_vectors:
-            if self.embed_dim % int(num_sub_vectors):
-                raise InputError(
-                    f"num_sub_vectors {num_sub_vectors} must divide the {self.embed_dim} dimensions"
-                )
-            params["num_sub_vectors"] = int(num_sub_vectors)
-        if nprobes:
-            params["nprobes"] = int(nprobes)
-        if refine_factor:
-            params["refine_factor"] = int(refine_factor)
-        config = _ann_config(params)
+        params = ann_params(
+            n,
+            self.embed_dim,
+            index_type,
+            num_partitions=num_partitions,
+            num_sub_vectors=num_sub_vectors,
+            nprobes=nprobes,
+            refine_factor=refine_factor,
+        )
+        config = ann_config(params)
         self.compact()  # index fewer, bigger fragments
-        with self._write_lock():
+        with write_lock(self._directory):
             self._table.checkout_latest()
             self._table.create_index("vector", config=config, replace=True)
         self.meta["ann"] = params | {"rows_at_build": n}
-        _write_json_atomic(self._directory / META_FILE, self.meta)
+        write_json_atomic(self._directory / META_FILE, self.meta)
         self._meta_mtime = self._meta_stamp()
         return True
 
     # -- caption full-text index ---------------------------------------------------------------
+    @guarded
     def has_caption_index(self) -> bool:
         """Whether the caption column has a full-text (inverted) index."""
         return any("caption" in list(i.columns) for i in self._table.list_indices())
 
+    @guarded
     def captioned_count(self) -> int:
         """Number of chips with a caption."""
         return int(self._table.count_rows("caption IS NOT NULL"))
 
+    @guarded
     def build_caption_index(self, *, replace: bool = False) -> bool:
         """Build the full-text (BM25) index of captions, Lance's native one (offline).
 
@@ -754,17 +367,18 @@ class ChipIndex:
 
         if (self.has_caption_index() and not replace) or not self.captioned_count():
             return False
-        with self._write_lock():
+        with write_lock(self._directory):
             self._table.checkout_latest()
             self._table.create_index("caption", config=FTS(with_position=False), replace=True)
         return True
 
     # -- reading ------------------------------------------------------------------------------
+    @guarded
     def get(self, chip_id: str) -> dict | None:
         """The stored row (id, path, window, bands) of one chip, or None."""
         rows = (
             self._table.search()
-            .where(f"id = {_sql_str(chip_id)}")
+            .where(f"id = {sql_str(chip_id)}")
             .select(["id", "path", "window", "bands"])
             .limit(1)
             .to_arrow()
@@ -772,6 +386,7 @@ class ChipIndex:
         )
         return rows[0] if rows else None
 
+    @guarded
     def count(self) -> int:
         """Number of chips stored."""
         return self._table.count_rows()
@@ -780,8 +395,10 @@ class ChipIndex:
     def version(self) -> int:
         """The table's version: it changes with every write (add, delete, compaction, index
         build) by this or another process, so anything derived from the rows can key on it."""
-        return int(self._table.version)
+        with repair.guard(self._directory):
+            return int(self._table.version)
 
+    @guarded
     def search(
         self,
         vector: np.ndarray,
@@ -822,8 +439,8 @@ class ChipIndex:
             InputError: wrong vector size, bad k, bbox or time range; ``text`` on an index
                 without captions.
         """
-        [v] = self._unit_queries(vector, k, query_model_version)
-        where = self._where(bbox, time_range, source)
+        [v] = self.unit_queries(vector, k, query_model_version)
+        where = where_clause(bbox, time_range, source)
         self._reload_meta_if_changed()
         if text is not None and text.strip():
             return self._query_hybrid(v, text.strip(), int(k), where, exact, nprobes, refine_factor)
@@ -833,40 +450,48 @@ class ChipIndex:
             hits = self._query(v, int(k), where, True, None, None)
         return hits
 
+    @guarded
     def search_many(
         self,
         vectors: np.ndarray,
         *,
         k: int = 10,
         query_model_version: str | None = None,
-        memory: MemoryVectors | None = None,
+        memory: VectorSearcher | None = None,
     ) -> list[list[SearchHit]]:
         """The ``k`` chips nearest to each of several query vectors (no filters), best first.
 
-        With ``memory`` (``MemoryVectors``), one matrix product scores every query exactly
-        against the vectors held in memory; without it, each query goes through ``search``.
+        With ``memory`` (any ``VectorSearcher`` of this index: ``index.memory.MemoryVectors``,
+        ``index.faiss_hnsw.HnswVectors``), it answers all queries in one batch; without it,
+        each query goes through ``search``. Which searcher to use is the search task's choice
+        (``skylens.tasks.search``); this store never imports them.
 
         Args:
             vectors: (N, ``embed_dim``) query embeddings (normalised here).
             k: hits wanted per query (1..10000).
             query_model_version: as for ``search``.
-            memory: the vectors of this index held in memory.
+            memory: a batched searcher holding this index's vectors.
 
         Raises:
             IndexMismatchError: the queries come from another model version.
             InputError: wrong vector size, a zero or non-finite vector, bad k.
         """
-        queries = self._unit_queries(vectors, k, query_model_version)
+        queries = self.unit_queries(vectors, k, query_model_version)
         if memory is None:
             return [self.search(q, k=k) for q in queries]
         if memory.index is not self:
             raise ValueError("memory holds the vectors of another index")
         return memory.search(queries, int(k))
 
-    def _unit_queries(
+    def unit_queries(
         self, vectors: np.ndarray, k: int, query_model_version: str | None
     ) -> np.ndarray:
-        """Checked query vectors as (N, D) rows of unit length."""
+        """Checked query vectors as (N, D) rows of unit length (for any ``VectorSearcher``).
+
+        Raises:
+            IndexMismatchError: ``query_model_version`` is not the index's.
+            InputError: wrong vector size, a zero or non-finite vector, ``k`` out of 1..MAX_K.
+        """
         if query_model_version is not None and query_model_version != self.model_version:
             self.check_model("query model", query_model_version)
         v = np.asarray(vectors, np.float32)
@@ -883,81 +508,25 @@ class ChipIndex:
             raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
         return v / norms
 
-    @staticmethod
-    def _where(
-        bbox: tuple[float, float, float, float] | None,
-        time_range: tuple[datetime | None, datetime | None] | None,
-        source: str | None,
-    ) -> str | None:
-        clauses = []
-        if bbox is not None:
-            try:
-                w, s, e, n = (float(x) for x in bbox)
-            except (TypeError, ValueError):
-                raise InputError(f"bbox must be (W, S, E, N) degrees, got {bbox!r}") from None
-            if not (-90 <= s <= n <= 90 and -180 <= w <= 180 and -180 <= e <= 180):
-                raise InputError(
-                    f"bbox {bbox!r} is not (W, S, E, N) degrees with -90 <= S <= N <= 90 and "
-                    "-180 <= W, E <= 180"
-                )
-            lat = f"lat_max >= {_sql_float(s, 'S')} AND lat_min <= {_sql_float(n, 'N')}"
-            if w <= e:
-                lon = f"lon_max >= {_sql_float(w, 'W')} AND lon_min <= {_sql_float(e, 'E')}"
-            else:  # crosses the antimeridian: [W, 180] or [-180, E]
-                lon = f"(lon_max >= {_sql_float(w, 'W')} OR lon_min <= {_sql_float(e, 'E')})"
-            clauses.append(f"{lat} AND {lon}")
-        if time_range is not None:
-            after, before = time_range
-            after = _naive_utc(after, "time range start")
-            before = _naive_utc(before, "time range end")
-            if after and before and after > before:
-                raise InputError(f"time range starts ({after}) after it ends ({before})")
-            if after:
-                clauses.append(f"acquired >= {_sql_time(after)}")
-            if before:
-                clauses.append(f"acquired <= {_sql_time(before)}")
-        if source:
-            clauses.append(f"path LIKE {_sql_str(_like_pattern(str(source)))}")
-        return " AND ".join(f"({c})" for c in clauses) if clauses else None
-
-    def _query(
-        self,
-        v: np.ndarray,
-        k: int,
-        where: str | None,
-        exact: bool | None,
-        nprobes: int | None,
-        refine_factor: int | None,
-    ) -> list[SearchHit]:
+    def _search_effort(self) -> dict:
+        """The ANN effort recorded at build, or the defaults for an index built elsewhere."""
         ann = self.meta.get("ann") or {}
-        q = self._table.search(v, vector_column_name="vector").distance_type("cosine").limit(k)
-        if where:
-            q = q.where(where, prefilter=True)
-        if exact:
-            q = q.bypass_vector_index()
-        else:  # no effect without an index
-            if not nprobes and "nprobes" not in ann:  # an index built outside build_ann
-                ann = self.ann_params()
-            q = q.nprobes(int(nprobes or ann["nprobes"]))
-            q = q.refine_factor(int(refine_factor or ann.get("refine_factor", ANN_REFINE_FACTOR)))
-        table = q.select([*SEARCH_COLUMNS, "_distance"]).to_arrow()
-        hits = []
-        for r in table.to_pylist():
-            hits.append(_hit_from_row(r, 1.0 - r["_distance"]))
-        return hits
+        return ann if "nprobes" in ann else self.ann_params()
 
-    def _query_hybrid(
-        self,
-        v: np.ndarray,
-        text: str,
-        k: int,
-        where: str | None,
-        exact: bool | None,
-        nprobes: int | None,
-        refine_factor: int | None,
-    ) -> list[SearchHit]:
-        from lancedb.rerankers import RRFReranker
+    def _query(self, v, k, where, exact, nprobes, refine_factor) -> list[SearchHit]:
+        ann = None if exact else self._search_effort()
+        return vector_query(
+            self._table,
+            v,
+            k,
+            where,
+            exact=exact,
+            ann=ann,
+            nprobes=nprobes,
+            refine_factor=refine_factor,
+        )
 
+    def _query_hybrid(self, v, text, k, where, exact, nprobes, refine_factor) -> list[SearchHit]:
         if not self.has_caption_index():
             if not self.captioned_count():
                 raise InputError(
@@ -965,40 +534,20 @@ class ChipIndex:
                     "build the index with `skylens index --caption`"
                 )
             self.build_caption_index()
-        ann = self.meta.get("ann") or {}
-        q = (
-            self._table.search(
-                query_type="hybrid", vector_column_name="vector", fts_columns="caption"
-            )
-            .vector(v)
-            .text(text)
-            .distance_type("cosine")
-            .limit(k * HYBRID_CANDIDATES)
+        ann = self._search_effort() if not exact and self.has_ann() else None
+        return hybrid_query(
+            self._table,
+            v,
+            text,
+            k,
+            where,
+            exact=exact,
+            ann=ann,
+            nprobes=nprobes,
+            refine_factor=refine_factor,
         )
-        if where:
-            q = q.where(where, prefilter=True)
-        if exact:
-            q = q.bypass_vector_index()
-        elif self.has_ann():
-            q = q.nprobes(int(nprobes or ann.get("nprobes") or self.ann_params()["nprobes"]))
-            q = q.refine_factor(int(refine_factor or ann.get("refine_factor", ANN_REFINE_FACTOR)))
-        q = q.rerank(RRFReranker(K=RRF_K, return_score="all"))
-        rows = q.select([*SEARCH_COLUMNS, "vector"]).to_arrow().to_pylist()
-        hits = []
-        for r in rows[:k]:
-            vec = np.asarray(r["vector"], np.float32)
-            cos = float(vec @ v / max(float(np.linalg.norm(vec)), 1e-12))
-            bm25 = r.get("_score")
-            hits.append(
-                _hit_from_row(
-                    r,
-                    cos,
-                    caption_score=None if bm25 is None else round(float(bm25), 6),
-                    fused_score=round(float(r["_relevance_score"]), 6),
-                )
-            )
-        return hits
 
+    @guarded
     def stats(self) -> dict:
         """What the index holds: rows, distinct sources, model, ANN state, size on disk (bytes)."""
         import pyarrow.compute as pc
@@ -1026,6 +575,12 @@ class ChipIndex:
                 f.stat().st_size for f in self._directory.rglob("*") if f.is_file()
             ),
         }
+
+    @guarded
+    def scan(self, columns: Sequence[str]):
+        """Every row's ``columns`` as one ``pyarrow.Table``, read from one table version (what
+        in-memory searchers load: ``memory.MemoryVectors``, ``faiss_hnsw.HnswVectors``)."""
+        return self._table.search().select(list(columns)).limit(None).to_arrow()
 
     def drop(self) -> None:
         """Delete the whole index folder."""

@@ -102,6 +102,9 @@ def index_images(
     caption: bool = False,
     on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    runner: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
 ) -> IndexReport:
     """Tile, embed (and caption) the images under ``paths`` into the index at ``directory``.
 
@@ -118,6 +121,8 @@ def index_images(
         caption: caption every chip with ``model``; ``caption_model`` captions with another one.
         on_total: called once with the number of chips to do (for a progress bar).
         progress: called with the number of chips done as work advances.
+        runner: ``"local"`` (this process) or ``"ray"`` (``skylens.scale.ingest_ray``: Ray Data,
+            ``workers`` embedders, a local Ray unless ``address`` names a cluster).
 
     Raises:
         InputError: bad options, ``paths`` hold no image, or ``directory`` cannot be an index.
@@ -144,10 +149,17 @@ def index_images(
         )
         if on_total is not None:
             on_total(count_chips(files, tile, overlap))
-        run = ingest(
-            files, idx, enc, size=tile, overlap=overlap, bands=bands, batch_size=batch,
-            progress=progress, captioner=captioner,
-        )  # fmt: skip
+        common = {"size": tile, "overlap": overlap, "bands": bands, "batch_size": batch}
+        if runner == "ray":
+            from skylens.scale import ingest_ray
+
+            if captioner is not None:
+                raise InputError("--caption runs in one process for now: drop --ray or --caption")
+            run = ingest_ray(
+                files, idx, enc, workers=workers, address=address, progress=progress, **common
+            )
+        else:
+            run = ingest(files, idx, enc, progress=progress, captioner=captioner, **common)
         built = bool(idx.build_ann()) if ann else False
         rows = idx.count()
     failed_paths = {f["path"] for f in run.failed}
