@@ -36,6 +36,7 @@ from skylens.imagery import (
     tile,
 )
 from skylens.index.embed import BATCH, embed_stream
+from skylens.index.repair import DamagedIndexError
 from skylens.index.store import ChipIndex
 from skylens.models.base import ImageTextEncoder
 
@@ -118,6 +119,8 @@ class ChipReader:
         for path in self.paths:
             try:
                 yield from self._file(path)
+            except DamagedIndexError:
+                raise  # the index, not this file: no later file can be stored either
             except SkylensError as exc:
                 self.report.failed.append({"path": str(path), "error": str(exc)})
 
@@ -129,6 +132,8 @@ class ChipReader:
         report as for whole files; the file is counted by the part that starts at chip 0."""
         try:
             yield from self._file(path, slice(start, stop), digest)
+        except DamagedIndexError:
+            raise
         except SkylensError as exc:
             self.report.failed.append({"path": str(path), "error": str(exc)})
 

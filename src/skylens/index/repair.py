@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,9 @@ _DAMAGE = re.compile(
     re.IGNORECASE,
 )
 _PATH = re.compile(r"(?:Not found|No such file[^:]*):\s*([^,\s]+)")
+
+
+log = logging.getLogger(__name__)
 
 
 class DamagedIndexError(SkylensError, RuntimeError):
@@ -47,10 +51,11 @@ def damaged(directory: Path | str, exc: BaseException) -> DamagedIndexError:
     missing = _PATH.search(text)
     if missing:
         what = f"a data file is missing ({Path(missing.group(1)).name})"
-    elif "sufficient data" in text or "manifest" in text.lower():
+    elif "sufficient data" in text or "too small" in text or "manifest" in text.lower():
         what = "a table manifest is truncated or unreadable"
-    else:
-        what = f"its table files are unreadable ({text.splitlines()[0][:120]})"
+    else:  # LanceDB's own text names paths of the machine: it goes to the log, not the user
+        log.warning("index %s is damaged: %s", directory, text)
+        what = "its table files are unreadable"
     name = Path(directory).name  # the folder's name only: the message may reach an HTTP client
     return DamagedIndexError(
         f"index '{name}' is damaged: {what}, so its Lance table cannot be read. Restore the "

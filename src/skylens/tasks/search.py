@@ -36,7 +36,8 @@ from typing import Literal
 
 import numpy as np
 
-from skylens.errors import InputError, SkylensError
+from skylens.errors import InputError
+from skylens.index.repair import DamagedIndexError
 from skylens.index.store import MAX_K, ChipIndex, SearchHit, hits_to_geojson
 from skylens.models.base import ImageTextEncoder, load
 
@@ -185,11 +186,8 @@ def check_k(k: int) -> int:
     return int(k)
 
 
-class IndexDamagedError(SkylensError):
-    """An index's files cannot be read (a data file missing, a manifest truncated)."""
-
-    http_status = 503
-
+# one damaged-index error: the store raises it with the specific cause, ``reading`` for the rest
+IndexDamagedError = DamagedIndexError
 
 _PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EACCES, errno.ELOOP)
 
@@ -200,6 +198,8 @@ def reading(index: ChipIndex | Path | str) -> Iterator[None]:
     folder (by its name: the message may reach an HTTP client); the details go to the log."""
     try:
         yield
+    except DamagedIndexError:
+        raise  # the store already named the index and the cause
     except (RuntimeError, OSError) as exc:
         if not isinstance(exc, OSError) and "lance" not in str(exc).lower():
             raise  # not storage: a bug, reported as one
