@@ -324,7 +324,7 @@ def test_training_on_a_tiny_dataset_lowers_the_loss_and_round_trips(tmp_path):
     root = _ucm_maker().make(tmp_path / "ucm", image_ext=".png")
     cfg = CaptionTrainConfig(
         d_model=32, layers=1, heads=2, ffn=64, dropout=0.0, epochs=30, batch_size=3, lr=3e-3,
-        views=2, eval_every=10, beams=(1, 2), length_penalties=(0.0,), threads=1,
+        eval_every=10, beams=(1, 2), length_penalties=(0.0,), threads=1,
     )  # fmt: skip
     threads = torch.get_num_threads()
     try:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -45,26 +44,19 @@ from skylens.datasets.base import (
     register_dataset,
 )
 from skylens.errors import DatasetLayoutError, InputError
+from skylens.models.questions import KINDS, question_kind
 
-QUESTION_TYPES = ("presence", "count", "scene", "location", "yes_no", "other")
+QUESTION_TYPES = KINDS
 
 
 def rsivqa_question_type(question: str, answer: str = "") -> str:
-    """Question family of an RSIVQA question, from its wording (see the module docstring)."""
-    q = " ".join(question.lower().split())
-    if q.startswith("how many"):
-        return "count"
-    if q.startswith("where") or "location of" in q:
-        return "location"
-    if q.startswith(("what is the theme", "what kind", "what type", "what is the scene")):
-        return "scene"
-    if re.match(r"^(does|do|is there|are there)\b", q) and re.search(
-        r"\b(contain|contains|there|have|has)\b", q
-    ):
-        return "presence"
-    if answer.strip().lower() in ("yes", "no"):
+    """Question family of an RSIVQA question: skylens' one parser
+    (:func:`skylens.models.questions.question_kind`), with questions it calls ``other`` but
+    answered yes or no counted as ``yes_no``."""
+    kind = question_kind(question)
+    if kind == "other" and answer.strip().lower() in ("yes", "no"):
         return "yes_no"
-    return "other"
+    return kind
 
 
 def parse_rsivqa_line(line: str) -> tuple[str, str, str] | str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from skylens.errors import InputError
 from skylens.evaluate.base import Evaluator
+from skylens.models.questions import question_kind
 
 _NUMBERS = {
     w: str(i)
@@ -63,30 +64,9 @@ def normalize_answer(answer: str) -> str:
 
 
 def question_type(question: str) -> str:
-    """A question's type from its wording, for data sets that do not label types.
-
-    Types follow RSVQA/RSIVQA: ``count``, ``comparison``, ``area``, ``rural_urban``,
-    ``presence``, ``location``, ``scene``, else ``other``.
-    """
-    q = " " + question.lower().strip() + " "
-    comparing = re.search(r"\b(more|less|greater|smaller|fewer|larger|bigger|equal|than)\b", q)
-    if "how many" in q or ("number of" in q and not comparing):
-        return "count"
-    if comparing:
-        return "comparison"
-    if re.search(r"\b(what is the area|area covered|area of|square meters|m2)\b", q):
-        return "area"
-    if "rural" in q or "urban" in q:
-        return "rural_urban"
-    if re.search(r"\bwhere\b|\blocation\b|\bposition\b|\blocated\b", q):
-        return "location"
-    if re.match(r"^ (is|are|does|do|can|has|have) ", q) and re.search(
-        r"\b(there|contain|contains|present|exist|exists|any|visible|see)\b", q
-    ):
-        return "presence"
-    if re.search(r"\b(theme|scene|type of|kind of|category|class)\b", q):
-        return "scene"
-    return "other"
+    """A question's type from its wording, for data sets that do not label types: the one
+    parser of skylens, :func:`skylens.models.questions.question_kind`."""
+    return question_kind(question)
 
 
 class VQAEvaluator(Evaluator):

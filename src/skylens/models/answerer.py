@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import threading
 from collections import OrderedDict
@@ -41,13 +40,18 @@ import numpy as np
 
 from skylens.errors import InputError, ModelError
 from skylens.models.base import ImageTextEncoder
+from skylens.models.questions import (  # noqa: F401  (re-exported: the one question parser)
+    KINDS,
+    presence_object,
+    question_kind,
+    question_object,
+)
 
 MAX_QUESTION_CHARS = 500
 MIN_QUESTIONS_PER_OBJECT = 30  # training questions needed before an object gets its own threshold
 CANNOT = "cannot answer with this model"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_VQA_WEIGHTS = WEIGHTS_DIR / "skylens-lite-vqa.safetensors"
-KINDS = ("scene", "presence", "count", "location", "comparison", "yes_no", "other")
 DEFAULT_SCENES = (
     "airport", "bare land", "baseball field", "beach", "bridge", "buildings", "chaparral", "church",
     "commercial area", "dense residential area", "desert", "farmland", "forest", "freeway", "golf course",
@@ -60,82 +64,6 @@ DEFAULT_OBJECTS = (
     "airplanes", "bare soil", "boats", "buildings", "cars", "chaparral", "courts", "docks", "field",
     "grass", "pavement", "roads", "sand", "sea", "ships", "storage tanks", "trailers", "trees", "water",
 )  # fmt: skip
-
-_IN_PICTURE = r"(?: (?:in|on|of) (?:this|the) (?:picture|image|scene|photo|area))?"
-_PRESENCE = (
-    re.compile(r"\b(?:does|do) (?:this|the) (?:picture|image|scene|photo) (?:contain|have|show|include) (?:an? |the |any |some )?(?P<obj>.+?)\??$", re.I),
-    re.compile(r"\b(?:is|are) there (?:an? |any |some )?(?P<obj>.+?)" + _IN_PICTURE + r"\??$", re.I),
-    re.compile(r"^\s*(?:is|are) (?:an? |the |any |some )?(?P<obj>.+?) (?:present|visible)" + _IN_PICTURE + r"\??$", re.I),
-)  # fmt: skip
-_COUNT_OBJECT = re.compile(
-    r"^\s*(?:how many|what is the number of) (?P<obj>.+?)(?: (?:are|is) there| can you see| do you see)?"
-    + _IN_PICTURE
-    + r"\??$",
-    re.I,
-)
-_LOCATION_OBJECT = (
-    re.compile(r"\b(?:location|position) of (?:the |an? )?(?P<obj>.+?)" + _IN_PICTURE + r"\??$", re.I),
-    re.compile(r"^\s*where (?:is|are) (?:the |an? )?(?P<obj>.+?)(?: located)?" + _IN_PICTURE + r"\??$", re.I),
-)  # fmt: skip
-_SCENE = re.compile(r"\b(theme|scene|what (?:kind|type) of (?:area|place|scene|land))\b", re.I)
-_COUNT = re.compile(r"^\s*(?:how many|what is the number of)\b", re.I)
-_LOCATION = re.compile(r"\b(where|location|located|position)\b", re.I)
-_COMPARISON = re.compile(
-    r"\b(more|less|fewer|greater|smaller|larger|bigger|than|equal|as many|same number)\b", re.I
-)
-_YES_NO = re.compile(r"^\s*(is|are|does|do|did|can|could|has|have|was|were|will|should)\b", re.I)
-
-
-def question_kind(question: str) -> str:
-    """The kind of a question from its wording: one of ``KINDS``.
-
-    >>> question_kind("Are there more buildings than roads?")
-    'comparison'
-    >>> question_kind("How many cars in the picture?")
-    'count'
-    """
-    q = " ".join(question.strip().split())
-    asks_to_compare = _YES_NO.search(q) or q.lower().startswith(("which", "what is more"))
-    if _COMPARISON.search(q) and asks_to_compare and not _COUNT.search(q):
-        return "comparison"
-    if _COUNT.search(q):
-        return "count"
-    if _LOCATION.search(q):
-        return "location"
-    if any(p.search(q) for p in _PRESENCE):
-        return "presence"
-    if _SCENE.search(q):
-        return "scene"
-    if _YES_NO.search(q):
-        return "yes_no"
-    return "other"
-
-
-def presence_object(question: str) -> str | None:
-    """The object of a presence question ("is there a river?" -> "river"), else None."""
-    for p in _PRESENCE:
-        m = p.search(question.strip())
-        if m:
-            return m.group("obj").strip().rstrip("?. ")
-    return None
-
-
-def question_object(question: str) -> str | None:
-    """The object a presence, count or location question asks about, else None.
-
-    >>> question_object("What is the location of the red cars in this picture?")
-    'red cars'
-    """
-    q = " ".join(question.strip().split())
-    kind = question_kind(q)
-    if kind == "presence":
-        return presence_object(q)
-    patterns = {"count": (_COUNT_OBJECT,), "location": _LOCATION_OBJECT}.get(kind, ())
-    for p in patterns:
-        m = p.search(q)
-        if m:
-            return m.group("obj").strip().rstrip("?. ") or None
-    return None
 
 
 def object_key(obj: str) -> str:
@@ -173,8 +101,13 @@ class Answer:
     kind: str
     text: str
     supported: bool = True
-    confidence: float | None = None
+    confidence: float | None = None  # a probability in [0, 1] (None: no score)
     reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.confidence is not None:  # a guard; every answerer already returns [0, 1]
+            c = float(self.confidence)
+            self.confidence = 0.0 if c != c else min(1.0, max(0.0, c))
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -188,7 +121,19 @@ _UNSUPPORTED = {
     "yes_no": "general yes/no questions need a VQA backend (hf:, openai:, gguf:); "
     "this model was trained on no such questions",
     "other": "open questions need a language backend (hf:, openai:, gguf:), and none is configured",
+    "area": "measuring areas needs a segmentation model or a VQA backend (hf:, openai:, gguf:)",
+    "rural_urban": "this model was trained on no rural/urban questions; ask for the scene instead",
+    "change": "change questions need two images: use `skylens change` (skylens.tasks.change)",
 }
+
+
+PRESENCE_SLOPE = 1.0  # logistic slope per unit of z-score around the presence threshold
+
+
+def presence_probability(z: float, threshold: float) -> float:
+    """Probability-like confidence that an object is present, from its z-score: 0.5 at the
+    threshold, towards 1 (0) as z rises above (falls below) it. Always in [0, 1]."""
+    return float(1.0 / (1.0 + np.exp(-PRESENCE_SLOPE * (z - threshold))))
 
 
 def _refusal(q: str, kind: str, reason: str) -> Answer:
@@ -227,7 +172,8 @@ class ZeroShotAnswerer:
         kind = question_kind(q)
         if kind == "scene":
             scores = self._texts("scenes", self.scenes) @ image_emb
-            p = np.exp((scores - scores.max()) / 0.01)
+            t = float(getattr(self.model, "zero_shot_temperature", 0.01) or 0.01)
+            p = np.exp((scores - scores.max()) / t)  # the model's calibrated temperature
             p /= p.sum()
             best = int(np.argmax(scores))
             return Answer(
@@ -241,7 +187,7 @@ class ZeroShotAnswerer:
             obj = presence_object(q) or ""
             z = self.presence_z(image_emb, obj)
             t = self.object_thresholds.get(obj.lower(), self.presence_threshold)
-            p_yes = 0.5 * (1.0 + math.tanh((z - t) / 2))  # sigmoid: a z-score is no probability
+            p_yes = presence_probability(z, t)
             return Answer(
                 q,
                 kind,

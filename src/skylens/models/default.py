@@ -20,6 +20,7 @@ Cosine similarity of two such embeddings is ``(1-beta^2) * learned + beta^2 * co
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from skylens.errors import ModelError
 from skylens.models import towers
 from skylens.models.base import (
+    RS_TEMPLATES,
     Answerer,
     Captioner,
     ImageTextEncoder,
@@ -36,6 +38,7 @@ from skylens.models.base import (
     l2_normalize,
     register_backend,
 )
+from skylens.models.class_descriptions import class_prompts
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "skylens-lite.safetensors"
@@ -55,6 +58,11 @@ class HeadsConfig:
     std: tuple[float, ...] = towers.STD
     image_tower: str = ""  # digest of the EfficientNet-Lite0 weights the heads were trained on
     text_tower: str = ""  # digest of the MiniLM weights
+    # calibration, fitted on held-out validation data (train/calibrate.py):
+    zero_shot_temperature: float = 0.01  # softmax temperature on cosine similarities (classify)
+    unsure_margin: float = 0.0  # top-1 minus top-2 probability below this -> "unsure"
+    match_scale: float = 1.0  # p(match) = sigmoid(match_scale * z + match_bias), z: see
+    match_bias: float = 0.0  # ``SkylensLite.calibrate_scores``
     train: dict = field(default_factory=dict)  # recipe, data, seed, scores (the model card's facts)
 
 
@@ -80,7 +88,8 @@ def load_heads(path: Path) -> tuple[dict[str, np.ndarray], HeadsConfig]:
         raise ModelError(f"{path}: no skylens metadata; not a skylens-lite heads file")
     cfg = json.loads(meta["skylens"])
     cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
-    return tensors, HeadsConfig(**cfg)
+    known = set(HeadsConfig.__dataclass_fields__)
+    return tensors, HeadsConfig(**{k: v for k, v in cfg.items() if k in known})
 
 
 class SkylensLite(ImageTextEncoder, Captioner, Answerer):
@@ -92,23 +101,54 @@ class SkylensLite(ImageTextEncoder, Captioner, Answerer):
 
     def __init__(self, weights: Path = DEFAULT_WEIGHTS, *, threads: int | None = None) -> None:
         self.heads, self.config = load_heads(Path(weights))
-        self.image_tower = towers.ImageTower(
-            threads=threads, conv_head=self.heads.get("tower.conv_head")
-        )
-        self.text_tower = towers.TextTower()
-        self._check_card(Path(weights))
+        self.weights = Path(weights)
+        self._threads = threads
+        self._image_tower: towers.ImageTower | None = None
+        self._text_tower: towers.TextTower | None = None
+        self._tower_lock = threading.Lock()
+        self._check_card(self.weights)
         dim = self.config.embed_dim + (towers.TEXT_DIM if self.config.beta > 0 else 0)
         self.card = ModelCard(
             name="default",
-            version="skylens-lite-" + towers.file_sha256(Path(weights), 10),
+            version="skylens-lite-" + towers.file_sha256(self.weights, 10),
             image_size=self.config.image_size,
             embed_dim=dim,
             mean=self.config.mean,
             std=self.config.std,
-            source="skylens-lite: EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, heads trained on UCM-Captions",
+            source="skylens-lite: EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, heads trained on "
+            + (self.config.train.get("data_short") or "UCM-Captions"),
             citation="see skylens/weights/skylens-lite.md",
             extra={"scores": self.config.train.get("scores", {})},
         )
+
+    # -- towers, built on first use (a text-only call never builds the image tower) ----------
+    @property
+    def image_tower(self) -> towers.ImageTower:
+        with self._tower_lock:
+            if self._image_tower is None:
+                tower = towers.ImageTower(
+                    threads=self._threads, conv_head=self.heads.get("tower.conv_head")
+                )
+                if self.config.image_tower and self.config.image_tower != tower.digest:
+                    raise ModelError(
+                        f"{self.weights}: trained on image tower {self.config.image_tower}, "
+                        f"installed is {tower.digest}"
+                    )
+                self._image_tower = tower
+            return self._image_tower
+
+    @property
+    def text_tower(self) -> towers.TextTower:
+        with self._tower_lock:
+            if self._text_tower is None:
+                tower = towers.TextTower()
+                if self.config.text_tower and self.config.text_tower != tower.digest:
+                    raise ModelError(
+                        f"{self.weights}: trained on text tower {self.config.text_tower}, "
+                        f"installed is {tower.digest}"
+                    )
+                self._text_tower = tower
+            return self._text_tower
 
     def _check_card(self, path: Path) -> None:
         cfg = self.config
@@ -118,14 +158,6 @@ class SkylensLite(ImageTextEncoder, Captioner, Answerer):
         if tuple(cfg.mean) != towers.MEAN or tuple(cfg.std) != towers.STD:
             problems.append(
                 f"normalisation {cfg.mean}/{cfg.std} != tower's {towers.MEAN}/{towers.STD}"
-            )
-        if cfg.image_tower and cfg.image_tower != self.image_tower.digest:
-            problems.append(
-                f"trained on image tower {cfg.image_tower}, installed is {self.image_tower.digest}"
-            )
-        if cfg.text_tower and cfg.text_tower != self.text_tower.digest:
-            problems.append(
-                f"trained on text tower {cfg.text_tower}, installed is {self.text_tower.digest}"
             )
         w = self.heads.get("img.w1")
         if w is None or w.shape[1] != towers.FEATURE_DIM:
@@ -140,6 +172,11 @@ class SkylensLite(ImageTextEncoder, Captioner, Answerer):
         conv = self.heads.get("tower.conv_head")
         if conv is not None and conv.shape != (towers.FEATURE_DIM, 320, 1, 1):
             problems.append(f"tuned head conv has shape {conv.shape}, expected (1280, 320, 1, 1)")
+        bank = self.heads.get("match.bank")
+        if bank is not None and bank.shape[1] != out + (towers.TEXT_DIM if cfg.beta > 0 else 0):
+            problems.append(f"match reference bank has width {bank.shape[1]}")
+        if not 0 < cfg.zero_shot_temperature <= 1:
+            problems.append(f"zero_shot_temperature {cfg.zero_shot_temperature} outside (0, 1]")
         if problems:
             raise ModelError(f"{path}: weights disagree with their card: " + "; ".join(problems))
 
@@ -186,6 +223,63 @@ class SkylensLite(ImageTextEncoder, Captioner, Answerer):
         if len(texts) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         return self.embed_text_features(self.text_tower.encode(texts))
+
+    def text_classifier(
+        self, class_names: Sequence[str], templates: Sequence[str] = RS_TEMPLATES
+    ) -> np.ndarray:
+        """Zero-shot weights (C, D): each class's prompts, plus the descriptions of classes the
+        scene vocabulary knows (``class_descriptions``), embedded and averaged."""
+        prompts = [class_prompts(c, tuple(templates)) for c in class_names]
+        emb = self.encode_texts([p for ps in prompts for p in ps])
+        out, start = [], 0
+        for ps in prompts:
+            out.append(emb[start : start + len(ps)].mean(0))
+            start += len(ps)
+        return l2_normalize(np.stack(out))
+
+    # -- honest scores ------------------------------------------------------------------------
+    @property
+    def zero_shot_temperature(self) -> float:
+        """Softmax temperature for class probabilities from cosine similarities, fitted on
+        held-out validation data (minimum negative log-likelihood; Guo et al. 2017)."""
+        return float(self.config.zero_shot_temperature)
+
+    @property
+    def unsure_margin(self) -> float:
+        """Probability lead of the best class over the second below which classify says unsure."""
+        return float(self.config.unsure_margin)
+
+    #: ``calibrate_scores`` value below which a text match is "no good match" (p(match) = 0.5).
+    text_match_threshold: float = 0.5
+
+    def calibrate_scores(self, text_embeddings: np.ndarray, similarities: np.ndarray) -> np.ndarray:
+        """Calibrated probability that each image matches each text query, in [0, 1].
+
+        A raw cosine says little on its own: a gibberish query can sit as close to every image
+        as a real one sits to its match. The query's similarities to a fixed reference bank of
+        training images (``match.bank``) give its typical score; the z-score of a similarity
+        against them, through a logistic fitted on held-out validation pairs (Platt 1999),
+        is the probability that the image really shows what the text says.
+
+        Args:
+            text_embeddings: (Q, D) query embeddings from ``encode_texts``.
+            similarities: (Q, N) cosine similarities of those queries to N images (or (Q,)).
+
+        Returns:
+            Array shaped like ``similarities``; compare with ``text_match_threshold``.
+        """
+        q = np.atleast_2d(np.asarray(text_embeddings, np.float32))
+        sims = np.asarray(similarities, np.float32)
+        one = sims.ndim == 1
+        sims = sims.reshape(len(q), -1)
+        bank = self.heads.get("match.bank")
+        if bank is None:
+            return np.clip((sims + 1) / 2, 0.0, 1.0).reshape(similarities.shape if not one else -1)
+        ref = q @ bank.T
+        z = (sims - ref.mean(1, keepdims=True)) / (ref.std(1, keepdims=True) + 1e-6)
+        p = 1.0 / (1.0 + np.exp(-(self.config.match_scale * z + self.config.match_bias)))
+        p = np.clip(p, 0.0, 1.0)
+        return p.ravel() if one else p
 
     # -- captioning and questions (loaded on first use) -------------------------------------
     def caption_images(

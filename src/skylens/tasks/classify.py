@@ -2,7 +2,13 @@
 
 Class embeddings are the normalised mean of each name under a set of remote-sensing prompt
 templates (the prompt-ensemble of CLIP, Radford et al. 2021); the model may add its own zero-shot
-knowledge (``ImageTextEncoder.text_classifier``).
+knowledge (``ImageTextEncoder.text_classifier``; the default adds scene descriptions from
+``models/class_descriptions.py``).
+
+Scores are honest: probabilities use the model's calibrated temperature when it has one
+(``zero_shot_temperature``, fitted on held-out validation images; Guo et al. 2017) and a result
+is marked ``unsure`` when the best label's probability leads the second's by less than the
+model's ``unsure_margin`` (both in the model card).
 """
 
 from __future__ import annotations
@@ -58,16 +64,49 @@ def parse_labels(
 class Classification:
     source: str
     labels: list[str]  # top labels, best first
-    scores: list[float]  # softmax probabilities over all classes, for the top labels
+    scores: list[float]  # softmax probabilities over all classes, for the top labels, in [0, 1]
     error: str | None = None
+    unsure: bool = False  # the best label is not clearly ahead of the second (see module doc)
 
     def to_dict(self) -> dict:
         return {
             "source": self.source,
             "labels": self.labels,
             "scores": self.scores,
+            "unsure": self.unsure,
             "error": self.error,
         }
+
+
+V1_TEMPERATURE = 0.01  # for models without a calibrated temperature
+
+
+def model_temperature(model) -> float:
+    """The model's calibrated zero-shot temperature, or the historical 0.01."""
+    t = getattr(model, "zero_shot_temperature", None)
+    return float(t) if t else V1_TEMPERATURE
+
+
+def probabilities(
+    model: ImageTextEncoder,
+    images: Sequence[np.ndarray],
+    weights: np.ndarray,
+    temperature: float | None = None,
+) -> np.ndarray:
+    """(N, C) class probabilities of RGB uint8 images against zero-shot ``weights``."""
+    t = model_temperature(model) if temperature is None else temperature
+    logits = model.encode_images(images) @ weights.T / t
+    logits -= logits.max(1, keepdims=True)
+    prob = np.exp(logits)
+    return np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
+
+
+def is_unsure(prob: np.ndarray, margin: float) -> bool:
+    """Whether the best probability leads the second by less than ``margin``."""
+    if margin <= 0 or len(prob) < 2:
+        return False
+    top2 = np.sort(prob)[-2:]
+    return bool(top2[1] - top2[0] < margin)
 
 
 def zero_shot_weights(
@@ -86,21 +125,19 @@ def classify_arrays(
     *,
     top: int = 3,
     weights: np.ndarray | None = None,
-    temperature: float = 0.01,
+    temperature: float | None = None,
 ) -> list[tuple[list[str], list[float]]]:
-    """Top-``top`` (label, probability) for RGB uint8 arrays; ``InputError`` unless top >= 1."""
+    """Top-``top`` (label, probability) for RGB uint8 arrays (the model's calibrated
+    temperature unless ``temperature`` is given); ``InputError`` unless top >= 1."""
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
         raise InputError(f"top must be a positive number of labels, got {top!r}")
     w = zero_shot_weights(model, class_names) if weights is None else weights
-    logits = model.encode_images(images) @ w.T / temperature
-    logits -= logits.max(1, keepdims=True)
-    prob = np.exp(logits)
-    prob /= prob.sum(1, keepdims=True)
-    out = []
-    for p in prob:
-        order = np.argsort(-p)[: max(1, min(top, len(class_names)))]
-        out.append(([class_names[i] for i in order], [round(float(p[i]), 4) for i in order]))
-    return out
+    return [_top(p, class_names, top) for p in probabilities(model, images, w, temperature)]
+
+
+def _top(p: np.ndarray, class_names: Sequence[str], top: int) -> tuple[list[str], list[float]]:
+    order = np.argsort(-p)[: max(1, min(top, len(class_names)))]
+    return [class_names[i] for i in order], [round(float(p[i]), 4) for i in order]
 
 
 def classify(
@@ -120,13 +157,13 @@ def classify(
     results: list[Classification] = []
     pending: list[tuple[str, np.ndarray]] = []
 
+    margin = float(getattr(model, "unsure_margin", 0.0) or 0.0)
+
     def flush() -> None:
-        preds = classify_arrays(
-            model, [a for _, a in pending], class_names, top=top, weights=weights
-        )
-        results.extend(
-            Classification(src, lab, sc) for (src, _), (lab, sc) in zip(pending, preds, strict=True)
-        )
+        probs = probabilities(model, [a for _, a in pending], weights)
+        for (src, _), p in zip(pending, probs, strict=True):
+            lab, sc = _top(p, class_names, top)
+            results.append(Classification(src, lab, sc, unsure=is_unsure(p, margin)))
         if progress:
             progress(len(pending))
         pending.clear()

@@ -1,28 +1,33 @@
-"""``skylens train align``: train the alignment heads of ``skylens-lite``.
+"""``skylens train align``: train the alignment heads of ``skylens-lite`` on every source.
 
-Recipe (all of it runs on 2 CPU cores in minutes, because the towers are frozen):
+Recipe (minutes on 2 CPU cores, because both towers are frozen and their outputs are cached):
 
-1. Tower features of every UCM-Captions *train* image under 8 dihedral views and 4 random crops
-   (``features.py``), cached. The val split picks nothing but is reported; the test split is only
-   ever measured.
-2. Texts: the image's captions, and with probability ``class_prompt_prob`` a prompt built from its
-   scene class name ("an aerial image of storage tanks."), which ties the heads to short
-   class-name queries as well as to full sentences.
-3. Loss: symmetric multi-positive InfoNCE (CLIP, Radford et al. 2021). UCM captions repeat across
-   images of a class ("There is a piece of farmland ."), so every pair whose caption belongs to the
-   image counts as positive instead of being pushed apart as a false negative.
-4. Heads: a linear image head on standardised pooled features; a residual linear text head
-   initialised at zero. The ConSE part (``models/default.py``) is blended in at ``beta``.
+1. Items: UCM + UCM-Captions, the NWPU-RESISC45 and EuroSAT subsets and DOTA object crops,
+   read through the dataset registry (``sources.py``); each carries a scene *concept*.
+2. Image features: EfficientNet-Lite0's pooled 1280-d vector and ImageNet logits of each image
+   as it is, computed once and cached (``item_features``; the 7x7 grid's source activations are
+   cached beside them for the captioner).
+3. Texts for an image: one of its own captions (UCM), a sentence of the caption-only sets about
+   its concept (RSICD/RSITMD train files), or a prompt from its class name and descriptions
+   (``models/class_descriptions.py``, RS5M-style).
+4. Loss: symmetric multi-positive InfoNCE (CLIP, Radford et al. 2021): a class-level text is
+   positive for every image of its concept and ignored (neither positive nor negative) for
+   images of an overlapping concept ("residential" vs "dense residential").
+5. Class-balanced sampling: each step draws images with probability 1 / (images of its concept),
+   so NWPU's 300-image classes do not drown its 15-image ones.
+6. Heads: a linear image head on standardised pooled features, a residual text head starting
+   at zero (``t + W t``: names it never saw keep their MiniLM meaning) and the ConSE blend of
+   ``models/default.py``.
 
-A generalisation check (``--holdout``) retrains with five scene classes removed from training and
-reports zero-shot accuracy on them, which is what a user's unseen class names look like.
+Calibration and the generalisation protocol are in ``calibrate.py`` and ``protocol.py``.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass, replace
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +35,10 @@ from tqdm import tqdm
 
 from skylens.models import towers
 from skylens.models.base import RS_TEMPLATES
-from skylens.models.default import HeadsConfig, conse_embedding, save_heads
+from skylens.models.class_descriptions import class_prompts, related
+from skylens.models.default import HeadsConfig
 from skylens.train.features import tower_features
+from skylens.train.sources import TrainItem, balanced_order
 
 UCM_CLASS_NAMES = {  # readable names for UCM land-use folders (sorted order = class index)
     "agricultural": "agricultural land",
@@ -57,187 +64,163 @@ UCM_CLASS_NAMES = {  # readable names for UCM land-use folders (sorted order = c
     "tenniscourt": "tennis court",
 }
 CLASS_NAMES = [UCM_CLASS_NAMES[k] for k in sorted(UCM_CLASS_NAMES)]
-HALF_PRECISION = {"conse.names"}  # halves its size; scores below are measured after the cast
-HOLDOUT_CLASSES = (1, 5, 9, 14, 19)
-BETA_GRID = (0.0, 0.2, 0.3, 0.5)  # airplanes, chaparral, golf course, overpass, storage tanks
+HALF_PRECISION = {"conse.names", "match.bank"}  # halves their size; scores are measured after
 
 
 @dataclass
 class AlignConfig:
-    embed_dim: int = (
-        384  # learned part; equal to MiniLM's width so the text head can start at identity
-    )
-    epochs: int = 30  # val mR plateaus from 20 to 120 epochs
+    """Head-training recipe; every field is recorded in the model card."""
+
+    embed_dim: int = 384  # learned part; MiniLM's width, so the text head can start at identity
+    epochs: int = 20  # passes of len(train items) balanced draws; val mR flat from ~15
     batch_size: int = 256
-    lr: float = 2e-3  # one-cycle peak for the heads
-    lr_conv: float = 1e-3  # peak for the tower's 1x1 head conv (0 = keep it frozen); +1.5-2 val mR
+    lr: float = 2e-3  # one-cycle peak
     weight_decay: float = 0.01
-    feature_dropout: float = (
-        0.2  # on standardised image features: cheap regulariser for 1,680 images
-    )
-    class_prompt_prob: float = 0.3  # share of texts that are class-name prompts (zero-shot queries)
-    beta: float = (
-        0.2  # ConSE weight (models/default.py); run() re-selects it on val + held-out classes
-    )
-    views: int = 8  # dihedral views per training image
-    crops: int = 4  # random resized crops per training image
+    feature_dropout: float = 0.2  # on standardised image features: the cheapest regulariser
+    caption_prob: float = 0.6  # an image with captions (UCM) uses one of them this often
+    corpus_prob: float = 0.3  # else a caption-only sentence of its concept this often
+    beta: float = 0.3  # ConSE weight (models/default.py); run() re-selects it on validation
+    sources: tuple[str, ...] = ("ucm", "nwpu", "eurosat", "dota")
     seed: int = 0
+    extra: dict = field(default_factory=dict)
 
 
+# -- features -----------------------------------------------------------------------------------
+def item_features(items: Sequence[TrainItem], tower: towers.ImageTower) -> dict[str, np.ndarray]:
+    """Pooled features (N, 1280), ImageNet logits (N, 1000) and grid activations of ``items``.
+
+    Cached per source under ``SKYLENS_CACHE/train`` (keyed by the tower digest and the sorted
+    image paths), so another subset of the same sources costs nothing. ``rows`` maps each item
+    to its row of ``blocks`` (the (M, 1, 320, 7, 7) memory-mapped activations the captioner
+    reads through the tower's head conv).
+    """
+    by_source: dict[str, list[str]] = {}
+    for it in items:
+        by_source.setdefault(it.source, []).append(str(it.image))
+    pooled, logits, index = {}, {}, {}
+    blocks = {}
+    for source, paths in by_source.items():
+        uniq = sorted(set(paths))
+        key = hashlib.sha1("\n".join(uniq).encode()).hexdigest()[:10]
+        where = towers.cache_dir() / "train" / f"{source}-{tower.digest}-{key}"
+        f = tower_features(tower, [Path(p) for p in uniq], where, desc=source)
+        pooled_file = where / "pooled.npy"
+        if not pooled_file.is_file():
+            np.save(pooled_file, _pool(f["blocks"], tower))
+        pooled[source], logits[source] = np.load(pooled_file), f["logits"][:, 0].astype(np.float32)
+        blocks[source] = f["blocks"]
+        index[source] = {p: i for i, p in enumerate(uniq)}
+    rows = [(it.source, index[it.source][str(it.image)]) for it in items]
+    return {
+        "pooled": np.stack([pooled[s][r] for s, r in rows]).astype(np.float32),
+        "logits": np.stack([logits[s][r] for s, r in rows]),
+        "rows": rows,
+        "blocks": blocks,
+    }
+
+
+def _pool(blocks: np.ndarray, tower: towers.ImageTower) -> np.ndarray:
+    """The tower's pooled output computed from cached last-block activations (view 0)."""
+    import torch
+
+    module = tower.torch_module()
+    conv = module.tuned if module.tuned is not None else module.net._conv_head
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(blocks), 256):
+            x = torch.from_numpy(np.asarray(blocks[i : i + 256, 0], np.float32))
+            out.append(module.head(x, conv).mean((2, 3)).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+# -- texts --------------------------------------------------------------------------------------
 @dataclass
-class UcmCaptions:
-    """UCM-Captions in the Karpathy layout, with each image's scene class (see shared/data README)."""
+class TextBank:
+    """Every text the heads train on, embedded once by MiniLM."""
 
-    paths: dict[str, list[Path]]
-    captions: dict[str, list[list[str]]]
-    labels: dict[str, np.ndarray]
+    concepts: list[str]  # concept id -> name
+    prompts: list[np.ndarray]  # concept id -> (P, 384) prompt embeddings
+    corpus: list[np.ndarray]  # concept id -> (S, 384) caption-only sentences (may be empty)
+    captions: np.ndarray  # (T, 384) distinct item captions
+    caption_id: dict[str, int]
 
     @classmethod
-    def load(cls, root: Path) -> UcmCaptions:
-        data = json.loads((root / "dataset.json").read_text())
-        files = {p.stem: p for p in (root / "images").iterdir()}
-        out = cls({}, {}, {})
-        for split in ("train", "val", "test"):
-            ims = [im for im in data["images"] if im["split"] == split]
-            out.paths[split] = [files[Path(im["filename"]).stem] for im in ims]
-            out.captions[split] = [[s["raw"].strip() for s in im["sentences"]] for im in ims]
-            out.labels[split] = np.array(
-                [(int(Path(im["filename"]).stem) - 1) // 100 for im in ims]
-            )
-        return out
+    def build(
+        cls, items: Sequence[TrainItem], corpus: dict[str, list[str]], text_tower
+    ) -> TextBank:
+        concepts = sorted({it.concept for it in items})
+        prompts = [text_tower.encode(class_prompts(c, RS_TEMPLATES)) for c in concepts]
+        sentences = [text_tower.encode(corpus.get(c, [])) for c in concepts]
+        caps = sorted({c for it in items for c in it.captions})
+        return cls(
+            concepts,
+            prompts,
+            sentences,
+            text_tower.encode(caps),
+            {c: i for i, c in enumerate(caps)},
+        )
 
 
-def retrieval_scores(img: np.ndarray, txt: np.ndarray, txt_img: np.ndarray) -> dict[str, float]:
-    """R@1/5/10 both ways and mR (percent), the protocol of AMFMN/RemoteCLIP."""
-    from skylens.evaluate.retrieval import retrieval_metrics
-
-    return retrieval_metrics(img, txt, txt_img)
-
-
+# -- training -----------------------------------------------------------------------------------
 def train_heads(
-    blocks: np.ndarray,
-    caption_ids: list[list[int]],
-    labels: np.ndarray,
-    caption_emb: np.ndarray,
-    prompt_emb: np.ndarray,
-    cfg: AlignConfig,
-    keep_classes: np.ndarray | None = None,
+    pooled: np.ndarray, items: Sequence[TrainItem], bank: TextBank, cfg: AlignConfig
 ) -> dict[str, np.ndarray]:
-    """Train the heads (and the tower's 1x1 head conv) on cached last-block activations.
-
-    Args:
-        blocks: (N, V, 320, 7, 7) activations of N training images under V views.
-        caption_ids: per image, indices into ``caption_emb`` of its captions.
-        labels: per image, its scene class (index into ``prompt_emb``).
-        caption_emb: (T, 384) MiniLM embeddings of the distinct captions.
-        prompt_emb: (C, templates, 384) MiniLM embeddings of class-name prompts.
-        keep_classes: train only on images of these classes (the generalisation check).
-
-    Returns numpy tensors for ``save_heads``.
-    """
+    """Train the image and text heads on ``pooled`` features of ``items`` (their role ignored:
+    pass training items only). Returns numpy tensors for ``save_heads``."""
     import torch
     import torch.nn.functional as F
 
-    from skylens.models.towers import ImageTower
-
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = ImageTower().torch_module().net
-    conv, bn = net._conv_head, net._bn1
-    bn.eval()  # frozen statistics and affine: only the 1x1 conv is tuned
-    for p in bn.parameters():
-        p.requires_grad = False
-
-    def pooled(x):
-        return F.relu6(bn(conv(x))).mean((2, 3))
-
-    def batch(ii, views):
-        return torch.from_numpy(
-            np.stack([np.asarray(blocks[i, v], np.float32) for i, v in zip(ii, views, strict=True)])
-        )
-
-    with torch.no_grad():  # standardise with the untuned features of view 0
-        base = torch.cat(
-            [
-                pooled(batch(range(i, min(i + 256, len(blocks))), [0] * min(256, len(blocks) - i)))
-                for i in range(0, len(blocks), 256)
-            ]
-        )
-    mu, sd = base.mean(0), base.std(0) + 1e-3
-    idx_all = (
-        np.arange(len(blocks))
-        if keep_classes is None
-        else np.where(np.isin(labels, keep_classes))[0]
+    cid = {c: i for i, c in enumerate(bank.concepts)}
+    concept = np.array([cid[it.concept] for it in items])
+    own = [[bank.caption_id[c] for c in it.captions] for it in items]
+    owners: dict[int, set[int]] = {}  # caption id -> positions (in items) of images that own it
+    for i, o in enumerate(own):
+        for k in o:
+            owners.setdefault(k, set()).add(i)
+    rel = np.array([[related(a, b) for b in bank.concepts] for a in bank.concepts])
+    mu, sd = pooled.mean(0), pooled.std(0) + 1e-3
+    x_all = torch.from_numpy((pooled - mu) / sd)
+    img = torch.nn.Linear(pooled.shape[1], cfg.embed_dim)
+    txt = torch.nn.Linear(
+        bank.captions.shape[1] if len(bank.captions) else towers.TEXT_DIM, cfg.embed_dim
     )
-    img = torch.nn.Linear(base.shape[1], cfg.embed_dim)
-    txt = torch.nn.Linear(caption_emb.shape[1], cfg.embed_dim)
-    torch.nn.init.zeros_(txt.weight)  # residual text head starts as MiniLM itself
+    torch.nn.init.zeros_(txt.weight)
     torch.nn.init.zeros_(txt.bias)
     logit_scale = torch.nn.Parameter(torch.tensor(np.log(20.0), dtype=torch.float32))
-    groups = [{"params": [*img.parameters(), *txt.parameters(), logit_scale], "lr": cfg.lr}]
-    if cfg.lr_conv > 0:
-        groups.append({"params": list(conv.parameters()), "lr": cfg.lr_conv, "weight_decay": 0.0})
-    else:
-        conv.weight.requires_grad = False
-    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    steps_per_epoch = int(np.ceil(len(idx_all) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, [g["lr"] for g in groups], total_steps=cfg.epochs * steps_per_epoch
-    )
-    cap_sets = [set(c) for c in caption_ids]
-    n_templates = prompt_emb.shape[1]
-
+    params = [*img.parameters(), *txt.parameters(), logit_scale]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = int(np.ceil(len(items) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps)
     for _ in tqdm(range(cfg.epochs), desc="training heads", unit="epoch"):
-        perm = rng.permutation(idx_all)
-        for b in range(0, len(perm), cfg.batch_size):
-            ii = np.sort(perm[b : b + cfg.batch_size])  # sorted: sequential reads of the memmap
-            views = rng.integers(0, blocks.shape[1], len(ii))
-            x = F.dropout((pooled(batch(ii, views)) - mu) / sd, cfg.feature_dropout, training=True)
+        order = balanced_order([it.concept for it in items], steps * cfg.batch_size, rng)
+        for b in range(steps):
+            ii = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            tvec, tcap, tcon = _draw_texts(ii, own, concept, bank, cfg, rng)
+            x = F.dropout(x_all[ii], cfg.feature_dropout, training=True)
             ie = F.normalize(img(x), dim=-1)
-            # one text per image: a caption, or a class-name prompt; text id < 0 marks a class prompt
-            tid = np.array(
-                [
-                    -1 - labels[i]
-                    if rng.random() < cfg.class_prompt_prob
-                    else caption_ids[i][rng.integers(len(caption_ids[i]))]
-                    for i in ii
-                ]
-            )
-            tvec = np.stack(
-                [
-                    prompt_emb[-1 - t, rng.integers(n_templates)] if t < 0 else caption_emb[t]
-                    for t in tid
-                ]
-            )
             t = torch.from_numpy(tvec)
             te = F.normalize(t + txt(t), dim=-1)
-            pos = torch.from_numpy(
-                np.array(
-                    [
-                        [(t_ in cap_sets[i]) if t_ >= 0 else labels[i] == -1 - t_ for t_ in tid]
-                        for i in ii
-                    ]
-                )
-            )
-            s = logit_scale.exp().clamp(max=100.0) * ie @ te.T
-            lse_pos_i = torch.logsumexp(s.masked_fill(~pos, -1e4), 1)
-            lse_pos_t = torch.logsumexp(s.masked_fill(~pos, -1e4), 0)
-            loss = (
-                -(
-                    (lse_pos_i - torch.logsumexp(s, 1)).mean()
-                    + (lse_pos_t - torch.logsumexp(s, 0)).mean()
-                )
-                / 2
-            )
+            is_class = tcap < 0
+            pos = np.where(is_class[None, :], tcon[None, :] == concept[ii][:, None], False)
+            for b_, k in enumerate(tcap):
+                if k >= 0:
+                    pos[:, b_] = np.isin(ii, list(owners[k]))
+            ign = is_class[None, :] & rel[concept[ii]][:, tcon] & ~pos
+            pos_t, ign_t = torch.from_numpy(pos), torch.from_numpy(ign)
+            s = (logit_scale.exp().clamp(max=100.0) * ie @ te.T).masked_fill(ign_t, -1e4)
+            lp_i = torch.logsumexp(s.masked_fill(~pos_t, -1e4), 1) - torch.logsumexp(s, 1)
+            lp_t = torch.logsumexp(s.masked_fill(~pos_t, -1e4), 0) - torch.logsumexp(s, 0)
+            loss = -(lp_i.mean() + lp_t.mean()) / 2
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
     with torch.no_grad():
         return {
-            "tower.conv_head": conv.weight.numpy().copy(),
-            "img.mu": mu.numpy(),
-            "img.sd": sd.numpy(),
+            "img.mu": mu.astype(np.float32),
+            "img.sd": sd.astype(np.float32),
             "img.w1": img.weight.numpy().copy(),
             "img.b1": img.bias.numpy().copy(),
             "txt.w": txt.weight.numpy().copy(),
@@ -245,165 +228,79 @@ def train_heads(
         }
 
 
-def heads_pooled(heads: dict[str, np.ndarray], blocks: np.ndarray) -> np.ndarray:
-    """Pooled features of view 0 through the tuned head conv, as the ONNX tower computes them."""
-    import torch
-    import torch.nn.functional as F
-
-    from skylens.models.towers import ImageTower
-
-    net = ImageTower().torch_module().net.eval()
-    net._conv_head.weight.data = torch.from_numpy(heads["tower.conv_head"])
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(blocks), 256):
-            x = torch.from_numpy(np.asarray(blocks[i : i + 256, 0], np.float32))
-            out.append(F.relu6(net._bn1(net._conv_head(x))).mean((2, 3)).numpy())
-    return np.concatenate(out)
-
-
-def _imagenet_names() -> list[str]:
-    from torchvision.models import EfficientNet_B0_Weights
-
-    return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
+def _draw_texts(ii, own, concept, bank: TextBank, cfg: AlignConfig, rng):
+    """One text per drawn image: (vectors, caption id or -1, concept id of class-level texts)."""
+    vecs, cap, con = [], [], []
+    for i in ii:
+        c = concept[i]
+        r = rng.random()
+        if own[i] and r < cfg.caption_prob:
+            k = own[i][rng.integers(len(own[i]))]
+            vecs.append(bank.captions[k])
+            cap.append(k)
+        elif len(bank.corpus[c]) and r < cfg.caption_prob + cfg.corpus_prob:
+            vecs.append(bank.corpus[c][rng.integers(len(bank.corpus[c]))])
+            cap.append(-1)
+        else:
+            vecs.append(bank.prompts[c][rng.integers(len(bank.prompts[c]))])
+            cap.append(-1)
+        con.append(c)
+    return np.stack(vecs).astype(np.float32), np.array(cap), np.array(con)
 
 
-class _Embedder:
-    """Applies trained heads to cached activations exactly as ``SkylensLite`` does at run time."""
+class CachedTextTower:
+    """A text tower that remembers every sentence it embedded (evaluations repeat prompts)."""
 
-    def __init__(self, heads: dict[str, np.ndarray], cfg: AlignConfig) -> None:
+    def __init__(self, tower) -> None:
+        self.tower, self.digest, self.memo = tower, getattr(tower, "digest", ""), {}
+
+    @classmethod
+    def wrap(cls, tower):
+        return tower if isinstance(tower, cls) else cls(tower)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        new = sorted({t for t in texts if t not in self.memo})
+        if new:
+            self.memo.update(zip(new, self.tower.encode(new), strict=True))
+        if not texts:
+            return np.zeros((0, towers.TEXT_DIM), np.float32)
+        return np.stack([self.memo[t] for t in texts]).astype(np.float32)
+
+
+class Embedder:
+    """Applies heads to cached features exactly as ``SkylensLite`` does at run time, and builds
+    zero-shot classifiers with the model's own ``text_classifier``."""
+
+    def __init__(self, heads: dict[str, np.ndarray], beta: float, text_tower) -> None:
         from skylens.models.default import SkylensLite
 
         self.heads = heads
         self.model = SkylensLite.__new__(SkylensLite)
         self.model.heads = heads
-        self.model.config = HeadsConfig(embed_dim=cfg.embed_dim, beta=cfg.beta)
+        self.model.config = HeadsConfig(embed_dim=heads["img.w1"].shape[0], beta=beta)
+        self.model._text_tower = CachedTextTower.wrap(text_tower)
+        self.model._image_tower = None
+        self.model._tower_lock = threading.Lock()
 
-    def images(self, f: dict[str, np.ndarray]) -> np.ndarray:
-        return self.model.embed_tower_output(
-            heads_pooled(self.heads, f["blocks"]), f["logits"][:, 0].astype(np.float32)
-        )
+    def images(self, pooled: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        return self.model.embed_tower_output(pooled, logits)
 
-    def texts(self, t: np.ndarray) -> np.ndarray:
-        return self.model.embed_text_features(t)
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.encode_texts(list(texts))
+
+    def classifier(self, names: Sequence[str]) -> np.ndarray:
+        return self.model.text_classifier(list(names))
 
 
-def run(data_root: Path, out: Path, cfg: AlignConfig, *, holdout: bool = True, log=print) -> dict:
-    """Train on ``data_root/ucm_captions``; write heads + model card to ``out``; return scores."""
-    t0 = time.time()
-    ucm = UcmCaptions.load(data_root / "ucm_captions")
-    image_tower, text_tower = towers.ImageTower(), towers.TextTower()
-    feats = {}
-    for split in ("train", "val", "test"):
-        views, crops = (cfg.views, cfg.crops) if split == "train" else (1, 0)
-        where = (
-            towers.cache_dir()
-            / "train"
-            / f"ucm-{split}-{image_tower.digest}-v{views}c{crops}s{cfg.seed}"
-        )
-        feats[split] = tower_features(
-            image_tower,
-            ucm.paths[split],
-            where,
-            views=views,
-            crops=crops,
-            seed=cfg.seed,
-            desc=split,
-        )
+def imagenet_names() -> list[str]:
+    """The 1,000 ImageNet class names (the ConSE vocabulary), from torchvision's metadata."""
+    from torchvision.models import EfficientNet_B0_Weights
 
-    caps = sorted({c for split in ucm.captions.values() for cs in split for c in cs})
-    cid = {c: i for i, c in enumerate(caps)}
-    log(
-        f"encoding {len(caps)} distinct captions and {len(CLASS_NAMES)} x {len(RS_TEMPLATES)} prompts"
-    )
-    cap_emb = text_tower.encode(caps)
-    prompt_emb = text_tower.encode(
-        [t.format(c) for c in CLASS_NAMES for t in RS_TEMPLATES]
-    ).reshape(len(CLASS_NAMES), len(RS_TEMPLATES), -1)
-    names_emb = text_tower.encode([f"a photo of a {n}" for n in _imagenet_names()])
-    train_ids = [sorted({cid[c] for c in cs}) for cs in ucm.captions["train"]]
+    return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
 
-    def fit(keep=None) -> tuple[dict, _Embedder]:
-        heads = train_heads(
-            feats["train"]["blocks"], train_ids, ucm.labels["train"], cap_emb, prompt_emb, cfg, keep
-        )
-        heads["conse.names"] = names_emb.astype(np.float16).astype(np.float32)
-        return heads, _Embedder(heads, cfg)
 
-    def retrieval(e: _Embedder, split: str) -> dict:
-        txts = [c for cs in ucm.captions[split] for c in cs]
-        txt_img = np.repeat(
-            np.arange(len(ucm.captions[split])), [len(cs) for cs in ucm.captions[split]]
-        )
-        r = retrieval_scores(
-            e.images(feats[split]), e.texts(cap_emb[[cid[t] for t in txts]]), txt_img
-        )
-        return {k: round(float(v), 2) for k, v in r.items()}
+def run(data_root, out, cfg: AlignConfig, *, holdout: bool = True, log=print) -> dict:
+    """Train, measure, calibrate and write the heads (see ``protocol.run``)."""
+    from skylens.train.protocol import run as run_protocol
 
-    def zero_shot(e: _Embedder, f: dict, y: np.ndarray, classes: np.ndarray) -> float:
-        w = np.stack([e.texts(prompt_emb[c]).mean(0) for c in classes])
-        return round(100 * float(np.mean(classes[(e.images(f) @ w.T).argmax(1)] == y)), 2)
-
-    log("training heads")
-    heads, _ = fit()
-    holdout_scores: dict[float, float] = {}
-    if holdout:
-        keep = np.array([c for c in range(len(CLASS_NAMES)) if c not in HOLDOUT_CLASSES])
-        log(f"generalisation check: retraining without {[CLASS_NAMES[c] for c in HOLDOUT_CLASSES]}")
-        ho_heads, _ = fit(keep)
-        sub = np.array(HOLDOUT_CLASSES)
-        # every image of a held-out class was unseen by these heads: score them all (view 0 = as-is)
-        sel = {s: np.isin(ucm.labels[s], sub) for s in ("train", "val", "test")}
-        ho_feats = {
-            "blocks": np.concatenate([np.asarray(feats[s]["blocks"][sel[s], :1]) for s in sel]),
-            "logits": np.concatenate([feats[s]["logits"][sel[s], :1] for s in sel]),
-        }
-        y_ho = np.concatenate([ucm.labels[s][sel[s]] for s in sel])
-        for beta in BETA_GRID:
-            holdout_scores[beta] = zero_shot(
-                _Embedder(ho_heads, replace(cfg, beta=beta)), ho_feats, y_ho, sub
-            )
-        conse = conse_embedding(ho_feats["logits"][:, 0], heads["conse.names"], 10, 1.0)
-        w_conse = np.stack([prompt_emb[c].mean(0) for c in sub])
-        conse_only = round(100 * float(np.mean(sub[(conse @ w_conse.T).argmax(1)] == y_ho)), 2)
-    # beta: the ConSE weight that maximises val mR + held-out zero-shot top-1 (never the test split)
-    val_by_beta = {
-        beta: retrieval(_Embedder(heads, replace(cfg, beta=beta)), "val")["mR"]
-        for beta in BETA_GRID
-    }
-    cfg = replace(
-        cfg, beta=max(BETA_GRID, key=lambda b: val_by_beta[b] + holdout_scores.get(b, 0.0))
-    )
-    log(f"beta selection: val mR {val_by_beta}, held-out top-1 {holdout_scores} -> beta {cfg.beta}")
-    emb = _Embedder(heads, cfg)
-    scores: dict = {f"ucm_captions_{s}_retrieval": retrieval(emb, s) for s in ("val", "test")}
-    scores["ucm_landuse_zeroshot_captions_test_top1"] = zero_shot(
-        emb, feats["test"], ucm.labels["test"], np.arange(len(CLASS_NAMES))
-    )
-    scores["beta_selection"] = {"val_mR": val_by_beta, "holdout5_top1": holdout_scores}
-    if holdout:
-        scores["holdout5_zeroshot_top1"] = holdout_scores[cfg.beta]
-        scores["holdout5_zeroshot_top1_conse_only"] = conse_only
-        scores["holdout5_classes"] = [CLASS_NAMES[c] for c in HOLDOUT_CLASSES]
-        scores["holdout5_images"] = int(len(y_ho))
-
-    config = HeadsConfig(
-        embed_dim=cfg.embed_dim,
-        beta=cfg.beta,
-        image_tower=image_tower.digest,
-        text_tower=text_tower.digest,
-        train={
-            "recipe": asdict(cfg),
-            "data": "UCM-Captions train split (1,680 images x 5 captions), Qu et al. 2016; scene class names",
-            "scores": scores,
-            "seconds": round(time.time() - t0, 1),
-        },
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    save_heads(
-        out / "skylens-lite.safetensors",
-        {k: v.astype(np.float16) if k in HALF_PRECISION else v for k, v in heads.items()},
-        config,
-    )
-    log(json.dumps(scores, indent=1))
-    return {"scores": scores, "config": asdict(config)}
+    return run_protocol(data_root, out, cfg, holdout=holdout, log=log)

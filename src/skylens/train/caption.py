@@ -35,9 +35,12 @@ from skylens.models.captioner import (
     features_digest,
     save_captioner,
 )
-from skylens.train.features import tower_features
 
-DATA_NOTE = "UCM-Captions train split (1,680 images x 5 captions), Qu et al. 2016"
+DATA_NOTE = (
+    "UCM-Captions train split (1,680 images x 5 captions, Qu et al. 2016); NWPU-RESISC45 and EuroSAT "
+    "subsets (train split) and DOTA crops with sentences of their class (RSICD/RSITMD train "
+    "captions of the same class, and class descriptions)"
+)
 
 
 @dataclass
@@ -54,12 +57,12 @@ class CaptionTrainConfig:
     lr: float = 1e-3  # one-cycle peak
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
-    views: int = 8  # dihedral views of each training image (1 = as-is only)
-    min_count: int = 1  # words seen fewer times become <unk>
+    min_count: int = 2  # words seen fewer times become <unk> (caption-only sets add rare words)
     eval_every: int = 5  # epochs between val checks (greedy CIDEr-D) for keeping the best epoch
     beams: tuple[int, ...] = (1, 2, 3, 5)  # beam widths tried on val
     length_penalties: tuple[float, ...] = (0.0, 0.5, 1.0)  # alphas tried on val
     threads: int = 1  # one thread: faster than two on a busy 2-core machine
+    sources: tuple[str, ...] = ("ucm", "nwpu", "eurosat", "dota")
     seed: int = 0
 
 
@@ -286,6 +289,51 @@ def load_decoder(state: dict[str, np.ndarray], model_cfg: CaptionerConfig):
     return decoder.eval()
 
 
+def scene_captions(
+    item, corpus: dict[str, list[str]], rng: np.random.Generator, n: int = 5
+) -> list[str]:
+    """Captions for an image that has a class but no sentences (NWPU, EuroSAT, DOTA crops):
+    sentences of the caption-only sets about its concept when there are some, and sentences
+    built from its class descriptions (``class_descriptions``), so captions name what is there
+    in words of the scene."""
+    from skylens.models.class_descriptions import describe
+
+    phrases = list(describe(item.concept)) or [f"an area of {item.concept}"]
+    built = [
+        f"There is {phrases[0]}.",
+        f"It is {phrases[-1]}.",
+        f"This is {item.label_name or item.concept}.",
+    ]
+    pool = corpus.get(item.concept, [])
+    picked = [pool[i] for i in rng.permutation(len(pool))[: n - 2]] if pool else []
+    return (picked + built)[:n] if picked else built
+
+
+class ItemGrids(GridFeatures):
+    """``GridFeatures`` over items whose activations live in several per-source caches."""
+
+    def __init__(self, feats: dict, rows: list[tuple[str, int]], tower: towers.ImageTower) -> None:
+        super().__init__(None, tower)
+        self.rows, self.sources = rows, feats["blocks"]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def views(self) -> int:
+        return 1
+
+    def grid(self, images: np.ndarray, views: np.ndarray):
+        x = np.stack(
+            [
+                np.asarray(self.sources[self.rows[i][0]][self.rows[i][1], 0], np.float32)
+                for i in images
+            ]
+        )
+        with self._torch.no_grad():
+            return self._head(self._torch.from_numpy(x), self._conv)
+
+
 def run(
     data_root: Path,
     out: Path,
@@ -296,16 +344,20 @@ def run(
     cache: Path | None = None,
     log=print,
 ) -> dict:
-    """Train on ``data_root/ucm_captions``; write weights, config and card to ``out``.
+    """Train on every source (``train/sources.py``); write weights, config and card to ``out``.
+
+    UCM images keep their UCM-Captions sentences; NWPU, EuroSAT and DOTA images get sentences
+    of their concept (``scene_captions``). UCM-Captions val picks the epoch and the decoding;
+    the test split is scored once; held-out NWPU and EuroSAT images give the class agreement
+    (a caption names the image's class) reported on the card.
 
     Args:
-        data_root: folder holding ``ucm_captions/`` (``dataset.json`` and the images).
+        data_root: the shared data folder (``ucm_captions/``, ``nwpu_resisc45_subset/``, ...).
         out: where ``skylens-lite-captioner.{safetensors,json,md}`` go.
         cfg: the recipe.
-        align_weights: the default model's heads whose tuned head conv makes the features
-            (default: the committed ``skylens-lite.safetensors``).
+        align_weights: the default model's heads (a tuned head conv there changes the grid).
         score_test: score the test split once, after every choice, for the card.
-        cache: folder for the cached tower activations (default ``SKYLENS_CACHE/train``).
+        cache: unused (features are cached under ``SKYLENS_CACHE/train``); kept for callers.
 
     Returns:
         ``{"scores": ..., "config": ...}`` as recorded in the ``.json``.
@@ -313,33 +365,42 @@ def run(
     import torch
 
     from skylens.models.default import DEFAULT_WEIGHTS, load_heads
+    from skylens.train.align import item_features
+    from skylens.train.sources import concept_captions, summary, training_items
 
     t0 = time.time()
     torch.set_num_threads(cfg.threads)
     heads, _ = load_heads(Path(align_weights) if align_weights else DEFAULT_WEIGHTS)
     tower = towers.ImageTower(threads=cfg.threads, conv_head=heads.get("tower.conv_head"))
-    root = data_root / "ucm_captions" if (data_root / "ucm_captions").is_dir() else data_root
-    splits = ("train", "val", "test") if score_test else ("train", "val")
-    data = {s: load_split(root, s) for s in splits}
-    feats = {}
-    t_features = time.time()
-    for split in splits:
-        views = cfg.views if split == "train" else 1
-        key = f"{split}-{tower.digest}-v{views}s{cfg.seed}-{_paths_key(data[split].paths)}"
-        where = (Path(cache) if cache else towers.cache_dir() / "train") / f"ucm-captions-{key}"
-        blocks = tower_features(
-            tower, data[split].paths, where, views=views, seed=cfg.seed, desc=split
-        )["blocks"]
-        feats[split] = GridFeatures(blocks, tower)
-
-    feature_seconds = round(time.time() - t_features, 1)
-    vocab = Vocabulary.build((c for cs in data["train"].captions for c in cs), cfg.min_count)
-    longest = max(len(vocab.encode(c)) for cs in data["train"].captions for c in cs)
-    max_len = max(CaptionerConfig.max_len, longest + 2)
-    log(f"vocabulary: {len(vocab)} words; longest training caption {longest} words")
-    captions = caption_tensor(data["train"].captions, vocab, max_len)
+    items = training_items(Path(data_root), cfg.sources, towers.cache_dir() / "train")
+    feats = item_features(items, tower)
+    corpus = concept_captions(Path(data_root))
+    rng = np.random.default_rng(cfg.seed)
+    for it in items:
+        if not it.captions:
+            it.captions = scene_captions(it, corpus, rng)
+    roles = {r: [i for i, it in enumerate(items) if it.role == r] for r in ("train", "val", "test")}
+    ucm = {r: [i for i in roles[r] if items[i].source == "ucm"] for r in ("val", "test")}
+    grids = {
+        k: ItemGrids(feats, [feats["rows"][i] for i in v], tower)
+        for k, v in (
+            ("train", roles["train"]),
+            ("val", ucm["val"]),
+            ("test", ucm["test"]),
+            ("heldout", [i for i in roles["val"] if items[i].source != "ucm"]),
+        )
+    }
+    heldout_items = [items[i] for i in roles["val"] if items[i].source != "ucm"]
+    train_caps = [items[i].captions for i in roles["train"]]
+    val_caps = [items[i].captions for i in ucm["val"]]
+    test_caps = [items[i].captions for i in ucm["test"]]
+    vocab = Vocabulary.build((c for cs in train_caps for c in cs), cfg.min_count)
+    longest = max(len(vocab.encode(c)) for cs in train_caps for c in cs)
+    max_len = min(40, max(CaptionerConfig.max_len, longest + 2))
+    log(f"{len(roles['train'])} training images; vocabulary: {len(vocab)} words")
+    captions = caption_tensor(train_caps, vocab, max_len)
     state, model_cfg, history = train_decoder(
-        feats["train"], captions, vocab, cfg, val=(feats["val"], data["val"].captions), log=log
+        grids["train"], captions, vocab, cfg, val=(grids["val"], val_caps), log=log
     )
 
     # beam width and length penalty: chosen on val only
@@ -348,9 +409,9 @@ def run(
     for beam in cfg.beams:
         for alpha in cfg.length_penalties if beam > 1 else (0.0,):
             preds = decode_split(
-                decoder, feats["val"], vocab, beam=beam, alpha=alpha, max_tokens=max_len - 2
+                decoder, grids["val"], vocab, beam=beam, alpha=alpha, max_tokens=max_len - 2
             )
-            grid_scores[f"beam{beam}_alpha{alpha}"] = round(cider(preds, data["val"].captions), 4)
+            grid_scores[f"beam{beam}_alpha{alpha}"] = round(cider(preds, val_caps), 4)
     best = max(grid_scores, key=grid_scores.get)
     best_beam = int(best.split("_")[0][4:])
     best_alpha = float(best.split("alpha")[1])
@@ -361,23 +422,33 @@ def run(
         "chosen_length_penalty": best_alpha,
         "val_cider": grid_scores[best],
     }
+    held_preds = decode_split(
+        decoder, grids["heldout"], vocab, beam=best_beam, alpha=best_alpha, max_tokens=max_len - 2
+    )
+    scores["heldout_class_agreement"] = class_agreement(held_preds, heldout_items)
+    scores["heldout_examples"] = [
+        {
+            "image": str(heldout_items[i].image.name),
+            "class": heldout_items[i].label_name,
+            "caption": held_preds[i],
+        }
+        for i in range(0, len(heldout_items), max(1, len(heldout_items) // 8))
+    ]
     if score_test:
         from skylens.evaluate.captioning import CaptionEvaluator
 
         preds = decode_split(
-            decoder, feats["test"], vocab, beam=best_beam, alpha=best_alpha, max_tokens=max_len - 2
+            decoder, grids["test"], vocab, beam=best_beam, alpha=best_alpha, max_tokens=max_len - 2
         )
-        result = CaptionEvaluator(("BLEU", "METEOR", "ROUGE-L", "CIDEr"))(
-            preds, data["test"].captions
-        )
+        result = CaptionEvaluator(("BLEU", "METEOR", "ROUGE-L", "CIDEr"))(preds, test_caps)
         scores["test"] = {
             k: (round(v, 4) if isinstance(v, float) else v) for k, v in result["metrics"].items()
         }
         scores["test_examples"] = [
             {
-                "id": data["test"].ids[i],
+                "id": items[ucm["test"][i]].image.stem,
                 "prediction": preds[i],
-                "reference": data["test"].captions[i][0],
+                "reference": test_caps[i][0],
             }
             for i in (0, 70, 140)
         ]
@@ -388,10 +459,10 @@ def run(
         train={
             "recipe": asdict(cfg),
             "data": DATA_NOTE,
+            "counts": summary(items),
             "history": history,
             "scores": scores,
             "seconds": round(time.time() - t0, 1),
-            "feature_seconds": feature_seconds,
             "threads": cfg.threads,
             "parameters": int(sum(v.size for v in state.values())),
         },
@@ -400,6 +471,29 @@ def run(
     save_captioner(path, state, model_cfg, vocab)
     log(json.dumps(scores, indent=1))
     return {"scores": scores, "config": asdict(model_cfg)}
+
+
+def class_agreement(captions: list[str], items) -> dict:
+    """Share of captions (percent) that name the image's class: a word of its concept or of
+    its dataset class name appears in the caption (plural/singular folded)."""
+    from skylens.models.answerer import object_key
+
+    def keys(text: str) -> set[str]:
+        return {object_key(w) for w in text.lower().replace("_", " ").split() if len(w) > 2}
+
+    stop = {"area", "land", "field"}
+    hits, by_class = [], {}
+    for cap, it in zip(captions, items, strict=True):
+        want = (keys(it.concept) | keys(it.label_name)) - stop or keys(it.concept)
+        hit = bool(want & keys(cap))
+        hits.append(hit)
+        by_class.setdefault(f"{it.source}:{it.label_name}", []).append(hit)
+    return {
+        "percent": round(100 * float(np.mean(hits)), 2),
+        "images": len(hits),
+        "classes": len(by_class),
+        "classes_never_named": sorted(k for k, v in by_class.items() if not any(v)),
+    }
 
 
 def _paths_key(paths: list[Path]) -> str:
