@@ -1,4 +1,5 @@
-"""UCM-Captions retrieval and UCM land-use zero-shot for any model, through the run-time path.
+"""UCM-Captions retrieval and zero-shot top-1 (UCM, NWPU, EuroSAT held-out images) for any model,
+through the run-time path.
 
 Images go through ``model.encode_images`` exactly as ``skylens index`` sends them (no cached
 training features), texts through ``model.encode_texts``.
@@ -30,50 +31,46 @@ def load(paths):
 
 def main() -> None:
     import skylens
+    from skylens.datasets import get_dataset
     from skylens.evaluate.retrieval import RetrievalEvaluator
     from skylens.tasks.classify import classify_arrays
-    from skylens.train.align import CLASS_NAMES, UcmCaptions
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
     model = skylens.load(args.model)
-    ucm = UcmCaptions.load(DATA / "ucm_captions")
     out: dict = {
         "benchmark": "retrieval+zeroshot",
         "model": model.name,
         "model_version": model.version,
     }
     t0 = time.perf_counter()
-    for split in ("test",):
-        imgs = load(ucm.paths[split])
-        img_emb = model.encode_images(imgs)
-        caps = [c for cs in ucm.captions[split] for c in cs]
-        owner = np.repeat(np.arange(len(imgs)), [len(cs) for cs in ucm.captions[split]])
-        out[f"ucm_captions_{split}"] = RetrievalEvaluator()(
-            img_emb, model.encode_texts(caps), owner
-        )["metrics"] | {
-            "images": len(imgs),
-            "captions": len(caps),
-        }
-        preds = classify_arrays(model, imgs, CLASS_NAMES, top=1)
-        acc = np.mean(
-            [p[0][0] == CLASS_NAMES[y] for p, y in zip(preds, ucm.labels[split], strict=True)]
-        )
-        out["ucm_landuse_zeroshot_captions_test_top1"] = round(100 * float(acc), 2)
-    # all 2,100 land-use images (in-domain: 1,890 of them are UCM-Captions train/val images)
-    root = DATA / "ucm_landuse" / "Images"
-    folders = sorted(p.name for p in root.iterdir())
-    paths = [p for f in folders for p in sorted((root / f).glob("*"))]
-    labels = [folders.index(p.parent.name) for p in paths]
-    correct = 0
-    for i in range(0, len(paths), 128):
-        preds = classify_arrays(model, load(paths[i : i + 128]), CLASS_NAMES, top=1)
-        correct += sum(
-            p[0][0] == CLASS_NAMES[y] for p, y in zip(preds, labels[i : i + 128], strict=True)
-        )
-    out["ucm_landuse_zeroshot_all_top1"] = round(100 * correct / len(paths), 2)
+    test = get_dataset("ucm_captions", DATA / "ucm_captions", split="test")
+    samples = list(test)
+    imgs = load([s["image"] for s in samples])
+    img_emb = model.encode_images(imgs)
+    caps = [c for s in samples for c in s["captions"]]
+    owner = np.repeat(np.arange(len(imgs)), [len(s["captions"]) for s in samples])
+    out["ucm_captions_test"] = RetrievalEvaluator()(img_emb, model.encode_texts(caps), owner)[
+        "metrics"
+    ] | {"images": len(imgs), "captions": len(caps)}
+    # zero-shot with each dataset's own class names, on images no head was trained on
+    for key, name, folder, split in (
+        ("ucm_landuse_zeroshot_captions_test_top1", "ucm_captions", "ucm_captions", "test"),
+        ("nwpu_zeroshot_heldout_split_top1", "nwpu_resisc45", "nwpu_resisc45_subset", "test"),
+        ("eurosat_zeroshot_heldout_split_top1", "eurosat", "eurosat_rgb_subset", "test"),
+    ):
+        ds = get_dataset(name, DATA / folder, split=split)
+        correct = 0
+        for i in range(0, len(ds), 128):
+            chunk = [ds[j] for j in range(i, min(i + 128, len(ds)))]
+            preds = classify_arrays(model, load([s["image"] for s in chunk]), ds.classes, top=1)
+            correct += sum(
+                p[0][0] == ds.classes[s["label"]] for p, s in zip(preds, chunk, strict=True)
+            )
+        out[key] = round(100 * correct / len(ds), 2)
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["load_average"] = os.getloadavg()
     out["command"] = "python bench/bench_retrieval.py " + " ".join(sys.argv[1:])
     out["date"] = time.strftime("%Y-%m-%d")
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model)[:60]

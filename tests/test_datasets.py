@@ -391,8 +391,8 @@ def test_rsivqa_images_elsewhere_and_missing(tiny, tmp_path):
         ("Where is the river?", "left", "location"),
         ("what is the theme of this picture?", "farmland", "scene"),
         ("What kind of area is this?", "residential", "scene"),
-        ("Is it a rural area?", "yes", "yes_no"),
-        ("Which side has more trees?", "left", "other"),
+        ("Is it a rural area?", "yes", "rural_urban"),
+        ("Which side has more trees?", "left", "comparison"),
     ],
 )
 def test_rsivqa_question_type(question, answer, kind):

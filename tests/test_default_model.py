@@ -102,3 +102,42 @@ def test_zero_shot_on_real_tiles(lite, shared_data):
     preds = classify_arrays(lite, imgs, list(names.values()), top=1)
     acc = np.mean([p[0][0] == t for p, t in zip(preds, truth, strict=True)])
     assert acc >= 0.75
+
+
+def test_text_only_calls_never_build_the_image_tower():
+    model = SkylensLite()  # a fresh instance: the cached one may have built its tower already
+    emb = model.encode_texts(["a harbor with boats"])
+    model.text_classifier(["forest", "beach"])
+    assert emb.shape == (1, model.embed_dim) and model._image_tower is None
+
+
+def test_calibrated_scores_are_probabilities_and_gibberish_scores_below_real_queries(
+    lite, shared_data
+):
+    root = shared_data / "ucm_landuse" / "Images"
+    if not root.is_dir():
+        pytest.skip("needs ../shared/data/ucm_landuse")
+    folders = ("harbor", "forest", "runway", "beach", "parkinglot", "baseballdiamond")
+    images = [
+        np.asarray(Image.open(p).convert("RGB"))
+        for f in folders
+        for p in sorted((root / f).iterdir())[-4:]
+    ]
+    x = lite.encode_images(images)
+    queries = ["boats in a harbor", "a dense forest", "an airport runway", "zzzz qqqq"]
+    q = lite.encode_texts(queries)
+    p = lite.calibrate_scores(q, q @ x.T)
+    assert p.shape == (4, len(images)) and (p >= 0).all() and (p <= 1).all()
+    best = p.max(1)
+    assert best[3] < best[:3].min()
+    assert best[3] < lite.text_match_threshold < best[:3].min()
+
+
+def test_calibration_is_in_the_card_and_confidences_stay_in_unit_interval(lite):
+    assert 0 < lite.zero_shot_temperature <= 1 and 0 <= lite.unsure_margin < 1
+    from skylens.tasks.classify import classify_arrays
+
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    for _, scores in classify_arrays(lite, imgs, ["forest", "river", "harbor"], top=3):
+        assert all(0.0 <= s <= 1.0 for s in scores) and abs(sum(scores) - 1) < 1e-3

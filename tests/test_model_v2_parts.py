@@ -135,7 +135,7 @@ def test_logistic_fit_separates_matches_from_non_matches():
     rng = np.random.default_rng(0)
     z = np.concatenate([rng.normal(3, 1, 200), rng.normal(0, 1, 2000)])
     y = np.concatenate([np.ones(200, bool), np.zeros(2000, bool)])
-    a, b = cal.fit_logistic(z, y)
+    (a,), b = cal.fit_logistic(z, y)
     p = 1 / (1 + np.exp(-(a * np.array([0.0, 3.0]) + b)))
     assert a > 0 and p[0] < 0.5 < p[1]
 

@@ -41,6 +41,33 @@ def train_align_cmd(
     out.print(user_text(f"wrote {out_dir / 'skylens-lite.safetensors'} and {card}"))
 
 
+@app.command("all")
+@friendly
+def train_all_cmd(
+    data: Annotated[Path, typer.Option(help="Root of the training data (../shared/data).")] = Path(
+        "../shared/data"
+    ),
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the weights.")] = Path(
+        "src/skylens/weights"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch and the towers.")] = 2,
+) -> None:
+    """Retrain every part of the default model (alignment heads, captioner, VQA heads)."""
+    from skylens.train.all import train_all
+
+    scores = train_all(
+        data,
+        out_dir,
+        seed=seed,
+        threads=threads,
+        command=" ".join(["skylens", *sys.argv[1:]]),
+        log=lambda m: err.print(m),
+    )
+    test = scores["align"]["ucm_captions_test_retrieval"]["mR"]
+    out.print(f"wrote the default model's weights and cards to {out_dir} (UCM-Captions test mR {test})")
+
+
 @app.command("caption")
 @friendly
 def train_caption_command(

@@ -1,8 +1,15 @@
 """``skylens-lite``, the embedded default image-text model (``skylens.load("default")``).
 
 Two frozen towers (``towers.py``: EfficientNet-Lite0 on ImageNet, all-MiniLM-L6-v2) joined by
-small heads trained by ``skylens train align`` on ``../shared/data`` and shipped in
-``skylens/weights/skylens-lite.safetensors`` with a model card (``skylens-lite.md``).
+small heads trained by ``skylens train all`` (``train/align.py``) on every source in
+``../shared/data`` and shipped in ``skylens/weights/skylens-lite.safetensors`` with a model card
+(``skylens-lite.md``). The towers are built on first use: a text-only call (a text search)
+never loads the image tower.
+
+Scores are calibrated on held-out validation images (``train/calibrate.py``): a softmax
+temperature for class probabilities (``zero_shot_temperature``), a lead below which classify
+says "unsure" (``unsure_margin``), and ``calibrate_scores`` (p(match) of a text and an image,
+compared with ``text_match_threshold``) so that search can say when nothing matches.
 
 The joint embedding is the concatenation of two parts, each L2-normalised:
 
@@ -61,8 +68,9 @@ class HeadsConfig:
     # calibration, fitted on held-out validation data (train/calibrate.py):
     zero_shot_temperature: float = 0.01  # softmax temperature on cosine similarities (classify)
     unsure_margin: float = 0.0  # top-1 minus top-2 probability below this -> "unsure"
-    match_scale: float = 1.0  # p(match) = sigmoid(match_scale * z + match_bias), z: see
-    match_bias: float = 0.0  # ``SkylensLite.calibrate_scores``
+    match_scale: float = 1.0  # p(match) = sigmoid(match_scale * z + match_cosine * cos
+    match_cosine: float = 0.0  #   + match_bias), z and cos: see ``SkylensLite.calibrate_scores``
+    match_bias: float = 0.0
     train: dict = field(default_factory=dict)  # recipe, data, seed, scores (the model card's facts)
 
 
@@ -72,6 +80,7 @@ def save_heads(path: Path, tensors: dict[str, np.ndarray], config: HeadsConfig) 
 
     meta = {"skylens": json.dumps(asdict(config))}
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta)
+    Path(path).chmod(0o644)  # safetensors writes owner-only; the file ships as package data
 
 
 def load_heads(path: Path) -> tuple[dict[str, np.ndarray], HeadsConfig]:
@@ -255,11 +264,10 @@ class SkylensLite(ImageTextEncoder, Captioner, Answerer):
     def calibrate_scores(self, text_embeddings: np.ndarray, similarities: np.ndarray) -> np.ndarray:
         """Calibrated probability that each image matches each text query, in [0, 1].
 
-        A raw cosine says little on its own: a gibberish query can sit as close to every image
-        as a real one sits to its match. The query's similarities to a fixed reference bank of
-        training images (``match.bank``) give its typical score; the z-score of a similarity
-        against them, through a logistic fitted on held-out validation pairs (Platt 1999),
-        is the probability that the image really shows what the text says.
+        Two cues, joined by a logistic fitted on held-out validation pairs (Platt 1999): the
+        cosine itself, and how far it stands out from the query's similarities to a fixed
+        reference bank of training images (``match.bank``; a z-score), since a query that
+        is equally close to every image (gibberish) matches none of them.
 
         Args:
             text_embeddings: (Q, D) query embeddings from ``encode_texts``.
@@ -273,11 +281,13 @@ class SkylensLite(ImageTextEncoder, Captioner, Answerer):
         one = sims.ndim == 1
         sims = sims.reshape(len(q), -1)
         bank = self.heads.get("match.bank")
-        if bank is None:
-            return np.clip((sims + 1) / 2, 0.0, 1.0).reshape(similarities.shape if not one else -1)
+        if bank is None:  # v1 heads: no reference bank, only the cosine rescaled to [0, 1]
+            p = np.clip((sims + 1) / 2, 0.0, 1.0)
+            return p.ravel() if one else p
         ref = q @ bank.T
         z = (sims - ref.mean(1, keepdims=True)) / (ref.std(1, keepdims=True) + 1e-6)
-        p = 1.0 / (1.0 + np.exp(-(self.config.match_scale * z + self.config.match_bias)))
+        cfg = self.config
+        p = 1.0 / (1.0 + np.exp(-(cfg.match_scale * z + cfg.match_cosine * sims + cfg.match_bias)))
         p = np.clip(p, 0.0, 1.0)
         return p.ravel() if one else p
 

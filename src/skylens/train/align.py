@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ class AlignConfig:
     """Head-training recipe; every field is recorded in the model card."""
 
     embed_dim: int = 384  # learned part; MiniLM's width, so the text head can start at identity
-    epochs: int = 20  # passes of len(train items) balanced draws; val mR flat from ~15
+    epochs: int = 12  # passes of len(train items) balanced draws (val mR 47.5 at 10)
     batch_size: int = 256
     lr: float = 2e-3  # one-cycle peak
     weight_decay: float = 0.01
@@ -81,8 +81,9 @@ class AlignConfig:
     corpus_prob: float = 0.3  # else a caption-only sentence of its concept this often
     beta: float = 0.3  # ConSE weight (models/default.py); run() re-selects it on validation
     sources: tuple[str, ...] = ("ucm", "nwpu", "eurosat", "dota")
+    train_text: bool = True  # train the residual text head (False: image head maps into MiniLM)
+    threads: int = 1  # torch threads: small matrices, one thread is fastest on a busy machine
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 # -- features -----------------------------------------------------------------------------------
@@ -171,6 +172,7 @@ def train_heads(
     import torch.nn.functional as F
 
     torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     cid = {c: i for i, c in enumerate(bank.concepts)}
     concept = np.array([cid[it.concept] for it in items])
@@ -189,7 +191,7 @@ def train_heads(
     torch.nn.init.zeros_(txt.weight)
     torch.nn.init.zeros_(txt.bias)
     logit_scale = torch.nn.Parameter(torch.tensor(np.log(20.0), dtype=torch.float32))
-    params = [*img.parameters(), *txt.parameters(), logit_scale]
+    params = [*img.parameters(), logit_scale] + (list(txt.parameters()) if cfg.train_text else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = int(np.ceil(len(items) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps)

@@ -6,8 +6,8 @@
   calibration error (ECE, 15 equal-width confidence bins) before and after.
 * "Unsure": the smallest lead of the best class over the second at which the predictions that
   clear it are right at least ``target`` of the time on validation.
-* Text-match probability: a logistic (Platt 1999) on the z-score of an image-text similarity
-  against the query's similarities to a reference bank of training images
+* Text-match probability: a logistic (Platt 1999) on the cosine of an image-text pair and its
+  z-score against the query's similarities to a reference bank of training images
   (``SkylensLite.calibrate_scores``), fitted on validation image / class-prompt pairs.
 """
 
@@ -100,16 +100,16 @@ def match_z(text_emb: np.ndarray, sims: np.ndarray, bank: np.ndarray) -> np.ndar
     return (sims - ref.mean(1, keepdims=True)) / (ref.std(1, keepdims=True) + 1e-6)
 
 
-def fit_logistic(z: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float]:
-    """(scale, bias) of p = sigmoid(scale * z + bias) by Newton's method, positives and
-    negatives weighted equally."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[np.ndarray, float]:
+    """(weights, bias) of p = sigmoid(x @ weights + bias) by Newton's method, positives and
+    negatives weighted equally. ``x`` is (N,) or (N, F)."""
+    x = np.asarray(x, np.float64).reshape(len(y), -1)
+    xb = np.concatenate([x, np.ones((len(x), 1))], 1)
     w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
-    a, b = 1.0, 0.0
+    theta = np.zeros(xb.shape[1])
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-(a * z + b)))
-        g = np.array([np.sum(w * (p - y) * z), np.sum(w * (p - y))])
-        h = w * p * (1 - p)
-        hess = np.array([[np.sum(h * z * z), np.sum(h * z)], [np.sum(h * z), np.sum(h)]])
-        step = np.linalg.solve(hess + 1e-9 * np.eye(2), g)
-        a, b = a - step[0], b - step[1]
-    return float(a), float(b)
+        p = 1 / (1 + np.exp(-(xb @ theta)))
+        g = xb.T @ (w * (p - y))
+        hess = (xb * (w * p * (1 - p))[:, None]).T @ xb
+        theta -= np.linalg.solve(hess + 1e-6 * np.eye(len(theta)), g)
+    return theta[:-1], float(theta[-1])

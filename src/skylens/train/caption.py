@@ -1,19 +1,20 @@
 """``skylens train caption``: train the default captioner (``models/captioner.py``).
 
-Recipe (minutes on 1-2 CPU threads, because the image tower is frozen):
+Recipe (the image tower is frozen; its activations are cached by ``train/align.py``):
 
-1. Tower activations of every UCM-Captions *train* image under its eight dihedral views
-   (aerial scenes have no canonical "up"; ``features.py``), computed once and cached under
-   ``SKYLENS_CACHE``; val images once, as they are. The tower's head conv (the one the default
-   model's alignment heads tuned) turns them into the 7x7x1280 grid the decoder reads, exactly
-   as ``ImageTower.run(..., with_fmap=True)`` does at run time.
-2. Vocabulary: the words of the training captions (``tokenize``: lower case, split on spaces
-   and punctuation).
+1. Images: every source of ``train/sources.py`` (read through the dataset registry). UCM images
+   keep their UCM-Captions sentences; NWPU, EuroSAT and DOTA images (at most
+   ``max_per_concept`` a class) get sentences of their class: RSICD/RSITMD train captions of
+   the same scene concept and sentences built from the class descriptions
+   (``scene_captions``), so captions name what is there rather than the nearest UCM class.
+   The tower's head conv turns the cached activations into the 7x7x1280 grid the decoder
+   reads, exactly as ``ImageTower.run(..., with_fmap=True)`` does at run time.
+2. Vocabulary: the words of the training captions seen at least ``min_count`` times.
 3. Teacher-forced cross-entropy with label smoothing (Szegedy et al. 2016); each step takes a
-   batch of images, each under a random view with one of its captions drawn at random, AdamW with a one-cycle schedule.
-4. Choices on the *val* split only: the epoch kept (val CIDEr-D, greedy), then the beam width
-   and length penalty (val CIDEr-D). The test split is scored once at the end for the card and
-   picks nothing.
+   batch of images with one of their captions drawn at random, AdamW with a one-cycle schedule.
+4. Choices on the UCM-Captions *val* split only: the epoch kept (val CIDEr-D, greedy), then the
+   beam width and length penalty. The test split is scored once at the end and picks nothing;
+   held-out NWPU / EuroSAT images give the class agreement (``class_agreement``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class CaptionTrainConfig:
     length_penalties: tuple[float, ...] = (0.0, 0.5, 1.0)  # alphas tried on val
     threads: int = 1  # one thread: faster than two on a busy 2-core machine
     sources: tuple[str, ...] = ("ucm", "nwpu", "eurosat", "dota")
+    max_per_concept: int = 60  # non-UCM training images a class (keeps UCM's sentences in balance)
     seed: int = 0
 
 
@@ -241,6 +243,7 @@ def train_decoder(
         for b in range(0, len(perm), cfg.batch_size):
             ii = np.sort(perm[b : b + cfg.batch_size])  # sorted: sequential reads of the memmap
             grid = feats.grid(ii, rng.integers(0, feats.views, len(ii)))
+
             memory = decoder.memory(grid)
             tokens = torch.from_numpy(captions[ii, rng.integers(0, per, len(ii))])
             length = int((tokens != vocab.pad).sum(1).max())
@@ -310,11 +313,21 @@ def scene_captions(
 
 
 class ItemGrids(GridFeatures):
-    """``GridFeatures`` over items whose activations live in several per-source caches."""
+    """Grids of items whose activations live in several per-source caches, computed once
+    through the tower's head conv and kept in memory as float16 (about 125 KB an image)."""
 
     def __init__(self, feats: dict, rows: list[tuple[str, int]], tower: towers.ImageTower) -> None:
         super().__init__(None, tower)
-        self.rows, self.sources = rows, feats["blocks"]
+        self.rows = rows
+        self.cached = np.zeros((len(rows), towers.FEATURE_DIM, 7, 7), np.float16)
+        for s in range(0, len(rows), 128):
+            x = np.stack(
+                [np.asarray(feats["blocks"][src][r, 0], np.float32) for src, r in rows[s : s + 128]]
+            )
+            with self._torch.no_grad():
+                self.cached[s : s + len(x)] = self._head(
+                    self._torch.from_numpy(x), self._conv
+                ).numpy()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -324,14 +337,21 @@ class ItemGrids(GridFeatures):
         return 1
 
     def grid(self, images: np.ndarray, views: np.ndarray):
-        x = np.stack(
-            [
-                np.asarray(self.sources[self.rows[i][0]][self.rows[i][1], 0], np.float32)
-                for i in images
-            ]
-        )
-        with self._torch.no_grad():
-            return self._head(self._torch.from_numpy(x), self._conv)
+        return self._torch.from_numpy(self.cached[np.asarray(images)].astype(np.float32))
+
+
+def capped(indices: list[int], items, cap: int, seed: int) -> list[int]:
+    """At most ``cap`` images a concept among the non-UCM ``indices`` (UCM images all kept),
+    chosen by a seeded shuffle, so large classes do not drown the decoder's training."""
+    rng = np.random.default_rng(seed)
+    kept, seen = [], {}
+    for i in rng.permutation(indices):
+        it = items[int(i)]
+        key = (it.source, it.concept)
+        if it.source == "ucm" or seen.get(key, 0) < cap:
+            kept.append(int(i))
+            seen[key] = seen.get(key, 0) + 1
+    return sorted(kept)
 
 
 def run(
@@ -380,6 +400,7 @@ def run(
         if not it.captions:
             it.captions = scene_captions(it, corpus, rng)
     roles = {r: [i for i, it in enumerate(items) if it.role == r] for r in ("train", "val", "test")}
+    roles["train"] = capped(roles["train"], items, cfg.max_per_concept, cfg.seed)
     ucm = {r: [i for i in roles[r] if items[i].source == "ucm"] for r in ("val", "test")}
     grids = {
         k: ItemGrids(feats, [feats["rows"][i] for i in v], tower)

@@ -50,6 +50,7 @@ HELD_OUT_NWPU = (
     "wetland",
 )
 BETA_GRID = (0.0, 0.2, 0.3, 0.45)
+UNSURE_TARGET = 0.9  # predictions that clear the unsure margin are right this often on val
 MATCH_BANK = 512  # reference image embeddings shipped for calibrate_scores
 
 
@@ -278,11 +279,12 @@ def calibrate_heads(emb: Embedder, prep: Prepared, cfg: AlignConfig) -> tuple[He
         names = names_of(prep, source)
         q = emb.texts([f"an aerial image of {n}." for n in names])
         x = emb.images(prep.feats["pooled"][idx], prep.feats["logits"][idx])
-        z = cal.match_z(q, q @ x.T, bank)
+        sims = q @ x.T
+        z = cal.match_z(q, sims, bank)
         y = np.array([[prep.items[i].label_name == n for i in idx] for n in names])
-        zs.append(z.ravel())
+        zs.append(np.stack([z.ravel(), sims.ravel()], 1))
         ys.append(y.ravel())
-    a, b = cal.fit_logistic(np.concatenate(zs), np.concatenate(ys))
+    (a, c), b = cal.fit_logistic(np.concatenate(zs), np.concatenate(ys))
     heads_cfg = HeadsConfig(
         embed_dim=cfg.embed_dim,
         beta=cfg.beta,
@@ -294,7 +296,7 @@ def calibrate_heads(emb: Embedder, prep: Prepared, cfg: AlignConfig) -> tuple[He
     return heads_cfg, {
         "temperature": t,
         "unsure_margin": margin,
-        "match_logistic": [round(a, 4), round(b, 4)],
+        "match_logistic": [round(float(a), 4), round(float(c), 4), round(b, 4)],
         "validation": report,
         "tensors": {"match.bank": bank},
     }

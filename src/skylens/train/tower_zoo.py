@@ -165,3 +165,22 @@ def zoo_features(
     where.parent.mkdir(parents=True, exist_ok=True)
     np.savez(where, **out)
     return out
+
+
+def ridge_probe_zero_shot(
+    train_x: np.ndarray,
+    train_targets: np.ndarray,
+    test_x: np.ndarray,
+    class_emb: np.ndarray,
+    test_labels: np.ndarray,
+    alpha: float = 10.0,
+) -> float:
+    """Zero-shot top-1 (percent) of a ridge map from standardised tower features to the
+    MiniLM embedding of each training image's class prompt: a cheap, closed-form probe of how
+    well a tower's features carry over to a source (or classes) it never saw."""
+    mu, sd = train_x.mean(0), train_x.std(0) + 1e-3
+    a = (train_x - mu) / sd
+    w = np.linalg.solve(a.T @ a + alpha * len(a) * np.eye(a.shape[1]) / 100, a.T @ train_targets)
+    pred = ((test_x - mu) / sd) @ w
+    pred /= np.linalg.norm(pred, axis=1, keepdims=True) + 1e-9
+    return round(100 * float(((pred @ class_emb.T).argmax(1) == test_labels).mean()), 2)
