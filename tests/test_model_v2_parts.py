@@ -190,3 +190,34 @@ def test_classify_marks_unsure_when_the_best_label_is_not_clearly_ahead(tmp_path
         assert all(0.0 <= s <= 1.0 for r in out for s in r.scores)
     red_result = next(r for r in out if r.source.endswith("red.png"))
     assert red_result.labels[0] == "red" and red_result.to_dict()["unsure"] is True
+
+
+def test_train_all_and_training_items_refuse_a_folder_without_the_sources(tmp_path):
+    from skylens.errors import InputError
+    from skylens.train.all import train_all
+    from skylens.train.sources import training_items
+
+    with pytest.raises(InputError, match="ucm_captions"):
+        train_all(tmp_path, tmp_path / "out")
+    with pytest.raises(InputError, match="none of the training sources"):
+        training_items(tmp_path, ("ucm", "nwpu"), tmp_path / "cache")
+
+
+def test_training_items_read_every_present_source_through_the_registry(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from skylens.train.sources import summary, training_items
+
+    here = Path(__file__).parent / "data"
+    for name, folder in (("ucm_captions", "ucm_captions"), ("eurosat", "eurosat_rgb_subset")):
+        spec = importlib.util.spec_from_file_location(f"mk_{name}", here / name / "make.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mod.make(tmp_path / folder)
+    items = training_items(tmp_path, ("ucm", "nwpu", "eurosat"), tmp_path / "cache")
+    counts = summary(items)
+    assert set(counts) == {"ucm", "eurosat"}  # NWPU absent: skipped, not an error
+    assert all(it.concept and it.label_name for it in items)
+    assert any(it.captions for it in items if it.source == "ucm")
+    assert {it.role for it in items if it.source == "eurosat"} == {"train", "val"}

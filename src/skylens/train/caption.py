@@ -502,6 +502,8 @@ def class_agreement(captions: list[str], items) -> dict:
     def keys(text: str) -> set[str]:
         return {object_key(w) for w in text.lower().replace("_", " ").split() if len(w) > 2}
 
+    if not captions:
+        return {"percent": None, "images": 0, "classes": 0, "classes_never_named": []}
     stop = {"area", "land", "field"}
     hits, by_class = [], {}
     for cap, it in zip(captions, items, strict=True):

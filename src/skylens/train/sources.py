@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from skylens.datasets import get_dataset
+from skylens.errors import InputError
 from skylens.models.class_descriptions import canonical_class, readable
 
 #: source name -> (registry name, folder under the data root)
@@ -151,8 +152,14 @@ def dota_items(
 def training_items(data_root: Path, sources: Sequence[str], cache: Path) -> list[TrainItem]:
     """All items of the ``sources`` (keys of ``SOURCES``) present under ``data_root``, in a fixed
     order."""
+    found = available_sources(data_root, sources)
+    if not found:
+        raise InputError(
+            f"{data_root}: none of the training sources found ({', '.join(SOURCES[s][1] for s in sources)}); "
+            "point --data at ../shared/data"
+        )
     items: list[TrainItem] = []
-    for source in available_sources(data_root, sources):
+    for source in found:
         if source == "dota":
             items += dota_items(data_root, cache / "dota-crops")
         else:
