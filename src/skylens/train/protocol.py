@@ -260,7 +260,7 @@ def calibrate_heads(emb: Embedder, prep: Prepared, cfg: AlignConfig) -> tuple[He
     t = cal.fit_temperature(groups)
     lr = [cal.lead_and_right(cal.softmax(s / t), y) for s, y in groups]
     margin = cal.choose_unsure_margin(
-        np.concatenate([a for a, _ in lr]), np.concatenate([b for _, b in lr])
+        np.concatenate([a for a, _ in lr]), np.concatenate([b for _, b in lr]), UNSURE_TARGET
     )
     report = {
         f"val_{src}": cal.calibration_report(s, y, t)
@@ -291,6 +291,7 @@ def calibrate_heads(emb: Embedder, prep: Prepared, cfg: AlignConfig) -> tuple[He
         zero_shot_temperature=t,
         unsure_margin=margin,
         match_scale=a,
+        match_cosine=c,
         match_bias=b,
     )
     return heads_cfg, {
