@@ -65,7 +65,9 @@ def train_all_cmd(
         log=lambda m: err.print(m),
     )
     test = scores["align"]["ucm_captions_test_retrieval"]["mR"]
-    out.print(f"wrote the default model's weights and cards to {out_dir} (UCM-Captions test mR {test})")
+    out.print(
+        f"wrote the default model's weights and cards to {out_dir} (UCM-Captions test mR {test})"
+    )
 
 
 @app.command("caption")
