@@ -71,8 +71,9 @@ def test_every_registered_dataset_has_a_tiny_copy():
     assert len(DATASETS) == 19
     folders = {p.parent.name for p in DATA.glob("*/make.py")}
     # rsivqa_train: a bigger copy in RSIVQA's layout, for the VQA training tests;
-    # curate: inputs of the curate tests (class tree, captions, planted copies)
-    assert folders - set(DATASETS) == {"rsivqa_train", "curate"}
+    # curate: inputs of the curate tests (class tree, captions, planted copies);
+    # kb: documents and described images for the knowledge-base tests
+    assert folders - set(DATASETS) == {"rsivqa_train", "curate", "kb"}
     assert set(DATASETS) <= folders
 
 
