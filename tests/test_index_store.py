@@ -107,6 +107,7 @@ def test_another_model_is_refused_everywhere(tmp_path, index):
         ChipIndex.create_or_open(tmp_path / "idx", **other)
     msg = str(info.value)
     assert "test-model" in msg and "other-model" in msg and str(tmp_path / "idx") in msg
+    assert "re-index" in msg  # an index of an older default model says how to move on
     with pytest.raises(IndexMismatchError):
         ChipIndex.create_or_open(tmp_path / "idx", **(MODEL | {"embed_dim": DIM * 2}))
     with pytest.raises(IndexMismatchError, match="other-v9"):

@@ -208,7 +208,8 @@ class ChipIndex:
                 f"{self._directory}: index was built with model '{self.model_name}' "
                 f"(version {self.model_version}, {self.embed_dim}-d); model '{model_name}' "
                 f"(version {model_version}{dim}) cannot write to or query it. Use the index's "
-                "model, or build a new index for this one."
+                "model, or re-index: `skylens index SOURCES --index NEW_FOLDER` with this one "
+                "(an index made by an older skylens-lite must be re-indexed after an upgrade)."
             )
 
     # -- writing ------------------------------------------------------------------------------
