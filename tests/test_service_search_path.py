@@ -136,3 +136,41 @@ def test_a_hit_count_out_of_range_is_refused(ann_index, k):
     idx = search_task.open_index(ann_index)
     with pytest.raises(InputError, match="number of hits"):
         search_task.search_text(idx, "red", k=k)
+
+
+def test_calibrated_match_reaches_every_caller_alike(ann_index, monkeypatch):
+    """A model that calibrates its scores (the default does) gives each hit a match
+    probability, and a query nothing matches says so, through the CLI, the service and the API."""
+    fake = type(skylens.load("fake"))
+
+    # a stand-in calibration: queries about red (the fake's first dimension) can match,
+    # the others match nothing
+    def calibrate(self, q, sims):
+        return np.clip(sims, 0, 1) * np.where(np.asarray(q)[:, :1] > 0.3, 1.0, 0.2)
+
+    monkeypatch.setattr(fake, "calibrate_scores", calibrate, raising=False)
+    monkeypatch.setattr(fake, "text_match_threshold", 0.5, raising=False)
+    client = TestClient(create_app(ann_index, token="", batch_wait_s=0))
+    seen = set()
+    for text in (QUERIES[0], QUERIES[5], QUERIES[10]):  # red, green, blue
+        idx = search_task.open_index(ann_index)
+        api = search_task.search_text(idx, text, k=10).to_dict()
+        res = CliRunner().invoke(cli, ["search", str(ann_index), text, "--k", "10", "-f", "json"])
+        cli_out = json.loads(res.stdout)
+        service = client.get("/api/search", params={"q": text, "k": 10}).json()
+        matches = [h["match"] for h in api["hits"]]
+        assert all(0.0 <= m <= 1.0 for m in matches)
+        assert (
+            matches
+            == [h["match"] for h in cli_out["hits"]]
+            == [h["match"] for h in service["hits"]]
+        )
+        good = any(m >= 0.5 for m in matches)
+        assert api["good_match"] is cli_out["good_match"] is service["good_match"] is good
+        assert (api["note"] is None) is good
+        seen.add(good)
+    assert seen == {True, False}  # both outcomes were exercised
+    # with no calibration the ranking is all that is known
+    monkeypatch.delattr(fake, "calibrate_scores")
+    plain = search_task.search_text(search_task.open_index(ann_index), QUERIES[0], k=3)
+    assert plain.good_match is None and all(h.match is None for h in plain.hits)

@@ -199,7 +199,12 @@ def _print_hits(result) -> None:
 
     table = Table(title=f"{user_text(result.query)}  ({user_text(result.model)})")
     show_captions = any(h.caption for h in result.hits)
-    cols = ("#", "score", "path", "window (x,y,w,h)", "lon,lat")
+    show_match = any(h.match is not None for h in result.hits)
+    cols = (
+        ("#", "score")
+        + (("match",) if show_match else ())
+        + ("path", "window (x,y,w,h)", "lon,lat")
+    )
     for col in cols + (("caption",) if show_captions else ()):
         table.add_column(col, overflow="fold")
     for i, h in enumerate(result.hits, 1):
@@ -207,9 +212,12 @@ def _print_hits(result) -> None:
         if h.footprint:
             ring = h.footprint["coordinates"][0][:4]
             centre = f"{sum(p[0] for p in ring) / 4:.5f},{sum(p[1] for p in ring) / 4:.5f}"
-        cells = [str(i), f"{h.score:.3f}", user_text(h.path), ",".join(map(str, h.window)), centre]
-        table.add_row(*cells, *([user_text(h.caption or "")] if show_captions else []))
+        match = [f"{h.match:.2f}" if h.match is not None else ""] if show_match else []
+        cells = [str(i), f"{h.score:.3f}", *match, user_text(h.path), ",".join(map(str, h.window))]
+        table.add_row(*cells, centre, *([user_text(h.caption or "")] if show_captions else []))
     out.print(table)
+    if result.note:
+        warn("note", result.note)
 
 
 @app.command("info")

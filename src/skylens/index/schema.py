@@ -100,6 +100,8 @@ class SearchHit:
         caption_score: BM25 score of the caption against the query text (hybrid search only;
             None when the caption did not match).
         fused_score: reciprocal-rank-fusion score that ordered a hybrid search, else None.
+        match: calibrated probability in [0, 1] that the chip matches a text query (models that
+            calibrate their scores, e.g. the default), else None.
     """
 
     id: str
@@ -113,6 +115,7 @@ class SearchHit:
     acquired: datetime | None
     caption_score: float | None = None
     fused_score: float | None = None
+    match: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (``acquired`` as ISO 8601 text)."""

@@ -29,7 +29,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -42,6 +42,10 @@ from skylens.index.store import MAX_K, ChipIndex, SearchHit, hits_to_geojson
 from skylens.models.base import ImageTextEncoder, load
 
 log = logging.getLogger(__name__)
+
+# calibrated match probability a hit needs to count as a good match (the default model's
+# text_match_threshold; models that calibrate may set their own)
+MATCH_THRESHOLD = 0.5
 
 MAX_QUERY_CHARS = 1000
 # Up to this many chips every search is exact. A flat scan of 500,000 x 768 float32 vectors is
@@ -63,13 +67,38 @@ class SearchResult:
     query: str
     model: str
     hits: list[SearchHit] = field(default_factory=list)
+    match_threshold: float = MATCH_THRESHOLD
+
+    @property
+    def good_match(self) -> bool | None:
+        """Whether any hit is a good match by its calibrated probability (None: the model does
+        not calibrate its scores, so only the ranking is known)."""
+        probs = [h.match for h in self.hits if h.match is not None]
+        return any(p >= self.match_threshold for p in probs) if probs else None
+
+    @property
+    def note(self) -> str | None:
+        if self.good_match is False:
+            return (
+                f"nothing in the index is a good match for '{self.query}': every hit's calibrated "
+                f"match probability is below {self.match_threshold:g}"
+            )
+        return None
+
+    def _summary(self) -> dict:
+        return {
+            "query": self.query,
+            "model": self.model,
+            "good_match": self.good_match,
+            "note": self.note,
+        }
 
     def to_dict(self) -> dict:
-        return {"query": self.query, "model": self.model, "hits": [h.to_dict() for h in self.hits]}
+        return self._summary() | {"hits": [h.to_dict() for h in self.hits]}
 
     def to_geojson(self) -> dict:
         fc = hits_to_geojson(self.hits)
-        fc["properties"] = {"query": self.query, "model": self.model}
+        fc["properties"] = self._summary()
         return fc
 
 
@@ -375,11 +404,32 @@ def search_texts(
     hits = search_index(
         index, vectors, model_version=enc.version, k=k, filters=filters, memory=memory
     )
-    by_text = dict(zip(unique, hits, strict=True))
-    return [SearchResult(t, enc.name, by_text[t]) for t in checked]
+    by_text = dict(zip(unique, with_match(enc, vectors, hits), strict=True))
+    threshold = _match_threshold(enc)
+    return [SearchResult(t, enc.name, by_text[t], threshold) for t in checked]
 
 
 TextQuery = tuple[str, int, SearchFilters]
+
+
+def with_match(
+    enc: ImageTextEncoder, vectors: np.ndarray, hit_lists: list[list[SearchHit]]
+) -> list[list[SearchHit]]:
+    """The hits with ``match`` set: the model's calibrated probability that each chip matches
+    its text query (``calibrate_scores``; a gibberish query scores low everywhere). Hits of
+    models that do not calibrate are returned as they are."""
+    calibrate = getattr(enc, "calibrate_scores", None)
+    if calibrate is None:
+        return hit_lists
+    out = []
+    for vector, hits in zip(vectors, hit_lists, strict=True):
+        if not hits:
+            out.append(hits)
+            continue
+        cos = np.array([[h.score for h in hits]], np.float32)
+        probs = np.asarray(calibrate(vector[None], cos)).reshape(-1)
+        out.append([replace(h, match=round(float(p), 4)) for h, p in zip(hits, probs, strict=True)])
+    return out
 
 
 def search_text_batch(
@@ -408,6 +458,7 @@ def search_text_batch(
             filters=filters,
             memory=memory,
         )
+        hits = with_match(enc, vectors[[row[t] for t in group_texts]], hits)
         by_text = dict(zip(group_texts, hits, strict=True))
         answers.update({q: by_text[q[0]][: q[1]] for q in group})
     return [answers[q] for q in queries]
@@ -435,15 +486,21 @@ def search_text(
     k = check_k(k)
     text = check_query_text(text)
     enc = _encoder_for(index, model)
+    vectors = enc.encode_texts([text])
     [hits] = search_index(
         index,
-        enc.encode_texts([text]),
+        vectors,
         model_version=enc.version,
         k=k,
         filters=_filters(filters, bbox, time_range, source),
         caption_text=text if match_captions else None,
     )
-    return SearchResult(text, enc.name, hits)
+    [hits] = with_match(enc, vectors, [hits])
+    return SearchResult(text, enc.name, hits, _match_threshold(enc))
+
+
+def _match_threshold(enc: ImageTextEncoder) -> float:
+    return float(getattr(enc, "text_match_threshold", MATCH_THRESHOLD))
 
 
 def search_image(
