@@ -817,3 +817,16 @@ def test_localize_an_upload_with_the_heatmap(client):
     assert fc["type"] == "FeatureCollection" and fc["properties"]["scene"] == "upload 'scene.png'"
     garbage = {"image": ("x.png", b"not an image at all", "image/png")}
     assert _error(client.post("/api/localize", files=garbage, data=data), 415)
+
+
+def test_classify_reports_the_models_unsure_verdict_like_the_cli(client, monkeypatch):
+    """The service classifies through ``tasks.classify.classify_images``: a model whose margin
+    says the best label is not clearly ahead makes the answer ``unsure``, as in the CLI."""
+    files = {"image": ("leaf.png", _png_bytes("green"), "image/png")}
+    sure = client.post("/api/classify", files=files, data={"labels": "red,green,blue"}).json()
+    assert sure["unsure"] is False
+    enc = client.app.state.skylens.encoder()
+    monkeypatch.setattr(type(enc), "unsure_margin", 1.01, raising=False)  # nothing leads by > 1
+    files = {"image": ("leaf.png", _png_bytes("green"), "image/png")}
+    unsure = client.post("/api/classify", files=files, data={"labels": "red,green,blue"}).json()
+    assert unsure["unsure"] is True and unsure["labels"] == sure["labels"]

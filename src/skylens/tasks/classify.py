@@ -129,10 +129,35 @@ def classify_arrays(
 ) -> list[tuple[list[str], list[float]]]:
     """Top-``top`` (label, probability) for RGB uint8 arrays (the model's calibrated
     temperature unless ``temperature`` is given); ``InputError`` unless top >= 1."""
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise InputError(f"top must be a positive number of labels, got {top!r}")
+    _check_top(top)
     w = zero_shot_weights(model, class_names) if weights is None else weights
     return [_top(p, class_names, top) for p in probabilities(model, images, w, temperature)]
+
+
+def _check_top(top: int) -> None:
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise InputError(f"top must be a positive number of labels, got {top!r}")
+
+
+def classify_images(
+    model: ImageTextEncoder,
+    images: Sequence[np.ndarray],
+    class_names: Sequence[str],
+    *,
+    sources: Sequence[str],
+    top: int = 3,
+    weights: np.ndarray | None = None,
+) -> list[Classification]:
+    """``Classification`` of RGB uint8 arrays named by ``sources``: calibrated probabilities
+    and the model's ``unsure`` verdict (what the CLI, the service and chat report alike)."""
+    _check_top(top)
+    w = zero_shot_weights(model, class_names) if weights is None else weights
+    margin = float(getattr(model, "unsure_margin", 0.0) or 0.0)
+    out = []
+    for src, p in zip(sources, probabilities(model, images, w), strict=True):
+        lab, sc = _top(p, class_names, top)
+        out.append(Classification(str(src), lab, sc, unsure=is_unsure(p, margin)))
+    return out
 
 
 def _top(p: np.ndarray, class_names: Sequence[str], top: int) -> tuple[list[str], list[float]]:
@@ -157,13 +182,11 @@ def classify(
     results: list[Classification] = []
     pending: list[tuple[str, np.ndarray]] = []
 
-    margin = float(getattr(model, "unsure_margin", 0.0) or 0.0)
-
     def flush() -> None:
-        probs = probabilities(model, [a for _, a in pending], weights)
-        for (src, _), p in zip(pending, probs, strict=True):
-            lab, sc = _top(p, class_names, top)
-            results.append(Classification(src, lab, sc, unsure=is_unsure(p, margin)))
+        sources, arrays = [s for s, _ in pending], [a for _, a in pending]
+        results.extend(
+            classify_images(model, arrays, class_names, sources=sources, top=top, weights=weights)
+        )
         if progress:
             progress(len(pending))
         pending.clear()

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from skylens.service.dependencies import get_state, image_input
 from skylens.service.state import ServiceState
-from skylens.tasks.classify import Classification, classify_arrays, parse_labels
+from skylens.tasks.classify import classify_images, parse_labels
 
 router = APIRouter(tags=["classify"])
 
@@ -25,5 +25,7 @@ async def classify(
     names = parse_labels(labels)
     rgb, label = image
     enc = await run_in_threadpool(state.encoder)
-    [(best, scores)] = await run_in_threadpool(classify_arrays, enc, [rgb], names, top=top)
-    return Classification(label, best, scores).to_dict() | {"model": enc.name, "classes": names}
+    [result] = await run_in_threadpool(
+        lambda: classify_images(enc, [rgb], names, sources=[label], top=top)
+    )
+    return result.to_dict() | {"model": enc.name, "classes": names}
