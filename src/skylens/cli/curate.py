@@ -21,6 +21,23 @@ app = typer.Typer(
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="New dataset folder (never overwritten).")]
 Fmt = Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")]
+# where a step maps its batches: the same three options as `skylens index`
+Ray = Annotated[
+    bool, typer.Option("--ray", help="Run on Ray Data (a local Ray unless --ray-address).")
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", help="Ray cluster address (implies --ray), e.g. ray://head:10001."
+    ),
+]
+Workers = Annotated[int | None, typer.Option(help="CPUs of the local Ray (default: every core).")]
+
+
+def _runner(ray: bool, address: str | None, workers: int | None):
+    from skylens.curate.pipeline import Runner
+
+    return Runner.from_options(ray, address, workers)
 
 
 def _report(ds, fmt: OutputFormat) -> None:
@@ -53,14 +70,17 @@ def from_folders_cmd(
     skip_bad: Annotated[
         bool, typer.Option(help="Log unreadable images instead of failing.")
     ] = False,
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """Class folders -> records with captions from written class descriptions (RS5M)."""
     from skylens.curate.from_folders import from_folders
 
-    _report(
-        from_folders(root, out_, name=name, captions_per_image=captions, skip_bad=skip_bad), fmt
-    )
+    ds = from_folders(root, out_, name=name, captions_per_image=captions, skip_bad=skip_bad,
+                      runner=_runner(ray, ray_address, workers))  # fmt: skip
+    _report(ds, fmt)
 
 
 @app.command("from-captions")
@@ -83,6 +103,9 @@ def from_captions_cmd(
     skip_bad: Annotated[
         bool, typer.Option(help="Log unreadable images instead of failing.")
     ] = False,
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """Image-caption annotations -> records with the published sentences and splits."""
@@ -95,6 +118,7 @@ def from_captions_cmd(
         annotation_file=annotation_file,
         image_dir=image_dir,
         skip_bad=skip_bad,
+        runner=_runner(ray, ray_address, workers),
     )
     _report(ds, fmt)
 
@@ -108,12 +132,20 @@ def from_detections_cmd(
     out_: Out,
     name: Annotated[str, typer.Option("--name", help="dota or coco_boxes.")] = "dota",
     max_crops: Annotated[int, typer.Option(help="Region crops per class and image.")] = 20,
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """Boxes -> count/presence captions, count/presence/location QA, object region crops."""
     from skylens.curate.from_detections import from_detections
 
-    _report(from_detections(root, out_, name=name, max_crops=max_crops), fmt)
+    _report(
+        from_detections(
+            root, out_, name=name, max_crops=max_crops, runner=_runner(ray, ray_address, workers)
+        ),
+        fmt,
+    )
 
 
 @app.command("from-vqa")
@@ -126,6 +158,9 @@ def from_vqa_cmd(
     image_splits: Annotated[
         Path | None, typer.Option(help="Karpathy dataset.json fixing each image's split.")
     ] = None,
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """Question-answer annotations -> one record per image with its QA pairs."""
@@ -134,7 +169,9 @@ def from_vqa_cmd(
     extra = {
         k: v for k, v in (("image_dir", image_dir), ("image_splits", image_splits)) if v is not None
     }
-    _report(from_vqa(root, out_, name=name, **extra), fmt)
+    _report(
+        from_vqa(root, out_, name=name, runner=_runner(ray, ray_address, workers), **extra), fmt
+    )
 
 
 @app.command("from-osm")
@@ -166,12 +203,24 @@ def from_webdataset_cmd(
     skip_bad: Annotated[
         bool, typer.Option(help="Log undecodable images instead of failing.")
     ] = False,
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """img2dataset / RS5M / GAIA style shards (tar or Parquet) -> records."""
     from skylens.curate.from_webdataset import from_webdataset
 
-    _report(from_webdataset(inputs, out_, source=source, skip_bad=skip_bad), fmt)
+    _report(
+        from_webdataset(
+            inputs,
+            out_,
+            source=source,
+            skip_bad=skip_bad,
+            runner=_runner(ray, ray_address, workers),
+        ),
+        fmt,
+    )
 
 
 @app.command("merge")
@@ -209,13 +258,17 @@ def dedupe_cmd(
         float, typer.Option(help="Smallest embedding cosine for 'embedding'.")
     ] = 0.99,
     model: Annotated[str, typer.Option(help="Encoder for 'embedding'.")] = "default",
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """Drop exact and near duplicates, within the set and against evaluation images."""
     from skylens.curate.dedupe import dedupe
 
     ds = dedupe(dataset, out_, against=against or [], methods=[m.strip() for m in methods.split(",") if m.strip()],
-                phash_distance=phash_distance, cosine=cosine, model=model)  # fmt: skip
+                phash_distance=phash_distance, cosine=cosine, model=model,
+                runner=_runner(ray, ray_address, workers))  # fmt: skip
     _report(ds, fmt)
 
 
@@ -236,13 +289,17 @@ def filter_cmd(
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Keep only these splits (repeat).")
     ] = None,
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """Keep pairs above an image-text score, captions of sane length and language."""
     from skylens.curate.filter import filter_dataset
 
     ds = filter_dataset(dataset, out_, model=model, min_score=min_score, min_words=min_words, max_words=max_words,
-                        language=None if language == "any" else language, keep_splits=split)  # fmt: skip
+                        language=None if language == "any" else language, keep_splits=split,
+                        runner=_runner(ray, ray_address, workers))  # fmt: skip
     _report(ds, fmt)
 
 
@@ -255,12 +312,18 @@ def instruct_cmd(
     llm: Annotated[
         str | None, typer.Option(help="Language model that rephrases (facts checked).")
     ] = None,
+    ray: Ray = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
     fmt: Fmt = OutputFormat.table,
 ) -> None:
     """Multi-turn instruction data from the annotations (RS-GPT4V / SkyEyeGPT style)."""
     from skylens.curate.instruct import instruct
 
-    _report(instruct(dataset, out_, max_qa=max_qa, llm=llm), fmt)
+    _report(
+        instruct(dataset, out_, max_qa=max_qa, llm=llm, runner=_runner(ray, ray_address, workers)),
+        fmt,
+    )
 
 
 @app.command("export")

@@ -24,6 +24,7 @@ pairing is a chunked all-pairs pass (numpy popcount / matrix product), O(N x M /
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from skylens.curate.images import digest_of, record_pixels
-from skylens.curate.pipeline import batched, progress_bar, step_info
+from skylens.curate.pipeline import LOCAL, Runner, batched, map_ordered, progress_bar, step_info
 from skylens.curate.records import Record
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.errors import InputError, MissingDependencyError
@@ -160,11 +161,13 @@ def _features(
     desc: str,
     crops: bool = False,
     batch_size: int = EMBED_BATCH,
+    runner: Runner = LOCAL,
 ) -> dict:
     feats = []
+    fn = functools.partial(features_batch, model=model, crops=crops)
     with progress_bar(len(records), desc) as bar:
-        for batch in batched(records, batch_size):
-            feats += features_batch(batch, model, crops)
+        for batch, got in map_ordered(batched(records, batch_size), fn, runner):
+            feats += got
             bar.update(len(batch))
     emb = None
     if model and feats:
@@ -263,6 +266,7 @@ def dedupe(
     model: str = "default",
     within: bool = True,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
 ) -> CuratedDataset:
     """Write a new dataset without duplicates (see the module docstring).
 
@@ -277,6 +281,8 @@ def dedupe(
         cosine: smallest embedding cosine similarity (0..1) counted as a copy.
         model: the encoder for ``embedding`` (any ``skylens.load`` name).
         within: also drop duplicates inside the dataset (keeps the first).
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
     """
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
@@ -289,10 +295,16 @@ def dedupe(
     src = open_dataset(dataset)
     records = list(src.records())
     use_model = model if "embedding" in methods else None
-    feats = _features(records, use_model, "dedupe: features")
+    feats = _features(records, use_model, "dedupe: features", runner=runner)
     kw = dict(phash_distance=phash_distance, cosine=cosine, methods=methods)
     ref = (
-        _features(against_records(against), use_model, "dedupe: evaluation features", crops=True)
+        _features(
+            against_records(against),
+            use_model,
+            "dedupe: evaluation features",
+            crops=True,
+            runner=runner,
+        )
         if against
         else None
     )

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from skylens.curate.images import record_pixels
-from skylens.curate.pipeline import run_batches, step_info
+from skylens.curate.pipeline import LOCAL, Runner, run_batches, step_info
 from skylens.curate.records import Record
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.errors import InputError, MissingDependencyError
@@ -144,6 +144,7 @@ def filter_dataset(
     keep_splits: Sequence[str] | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
 ) -> CuratedDataset:
     """Write a new dataset of the records and texts that pass (see the module docstring).
 
@@ -155,6 +156,8 @@ def filter_dataset(
         min_words, max_words: caption length bounds in words (77: CLIP's token budget, roughly).
         language: ISO 639-1 code captions must be in; None skips the check.
         keep_splits: only records of these splits are kept (e.g. ``["train"]``).
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
     """
     if min_score is not None and not model:
         raise InputError("--min-score needs a model to score with (--model NAME)")
@@ -170,5 +173,5 @@ def filter_dataset(
     step = step_info("filter", dataset=dataset, model=model, min_score=min_score, min_words=min_words,
                      max_words=max_words, language=language, keep_splits=keep_splits)  # fmt: skip
     with DatasetWriter(out, step=step, parent=src, overwrite=overwrite) as w:
-        run_batches(src.batches(batch_size), fn, w, total=src.count, desc="filter")
+        run_batches(src.batches(batch_size), fn, w, total=src.count, desc="filter", runner=runner)
     return open_dataset(out)

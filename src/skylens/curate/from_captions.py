@@ -16,7 +16,7 @@ from pathlib import Path
 
 from skylens.curate import vocabulary
 from skylens.curate.images import check_image, digest_of
-from skylens.curate.pipeline import batched, run_batches, step_info
+from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
@@ -112,6 +112,7 @@ def from_captions(
     skip_bad: bool = False,
     batch_size: int = 256,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
 ) -> CuratedDataset:
     """Build a curated dataset from an image-caption set.
 
@@ -123,6 +124,8 @@ def from_captions(
         annotation_file: an explicit Karpathy-style JSON.
         image_dir: where the images are (default: under ``root``).
         skip_bad: log unreadable images as removed instead of failing.
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
 
     Raises:
         DatasetLayoutError: the annotations are not in a known layout (names the file).
@@ -132,5 +135,7 @@ def from_captions(
     step = step_info("from-captions", root=root, name=name, annotation_file=annotation_file)
     step["input_count"] = len(items)
     with DatasetWriter(out, step=step, name=name or Path(root).name, overwrite=overwrite) as w:
-        run_batches(batched(items, batch_size), fn, w, total=len(items), desc="from-captions")
+        run_batches(
+            batched(items, batch_size), fn, w, total=len(items), desc="from-captions", runner=runner
+        )
     return open_dataset(out)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from skylens.curate import facts
 from skylens.curate.images import check_image, digest_of
-from skylens.curate.pipeline import batched, run_batches, step_info
+from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, record_id, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
@@ -181,6 +181,7 @@ def from_detections(
     skip_bad: bool = False,
     batch_size: int = 16,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
     **reader_args,
 ) -> CuratedDataset:
     """Build a curated dataset (image records + region records) from a box-annotated set.
@@ -192,6 +193,8 @@ def from_detections(
         max_crops: region records per class and image, at most.
         min_crop: smallest crop side in pixels.
         reader_args: passed to the dataset reader (``annotation_file``, ``image_dir``).
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
     """
     items = detection_items(root, name, **reader_args)
     if not items:
@@ -202,5 +205,12 @@ def from_detections(
     step = step_info("from-detections", root=root, name=name, max_crops=max_crops)
     step["input_count"] = len(items)
     with DatasetWriter(out, step=step, name=name, overwrite=overwrite) as w:
-        run_batches(batched(items, batch_size), fn, w, total=len(items), desc="from-detections")
+        run_batches(
+            batched(items, batch_size),
+            fn,
+            w,
+            total=len(items),
+            desc="from-detections",
+            runner=runner,
+        )
     return open_dataset(out)

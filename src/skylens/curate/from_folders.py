@@ -19,7 +19,7 @@ from pathlib import Path
 
 from skylens.curate import vocabulary
 from skylens.curate.images import check_image, digest_of
-from skylens.curate.pipeline import batched, run_batches, step_info
+from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
@@ -104,6 +104,7 @@ def from_folders(
     skip_bad: bool = False,
     batch_size: int = 256,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
 ) -> CuratedDataset:
     """Build a curated dataset from a class-folder set.
 
@@ -114,6 +115,8 @@ def from_folders(
         captions_per_image: template captions per image (1..8).
         skip_bad: log unreadable images as removed instead of failing on the first.
         batch_size: records per batch.
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
 
     Raises:
         DatasetLayoutError: no class folders under ``root``.
@@ -126,5 +129,7 @@ def from_folders(
     step = step_info("from-folders", root=root, name=name, captions_per_image=captions_per_image)
     step["input_count"] = len(items)
     with DatasetWriter(out, step=step, name=name or Path(root).name, overwrite=overwrite) as w:
-        run_batches(batched(items, batch_size), fn, w, total=len(items), desc="from-folders")
+        run_batches(
+            batched(items, batch_size), fn, w, total=len(items), desc="from-folders", runner=runner
+        )
     return open_dataset(out)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from skylens.curate.images import check_image, digest_of
-from skylens.curate.pipeline import batched, run_batches, step_info
+from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
@@ -81,6 +81,7 @@ def from_vqa(
     skip_bad: bool = False,
     batch_size: int = 256,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
     **reader_args,
 ) -> CuratedDataset:
     """Build a curated dataset of QA records from a VQA set.
@@ -90,6 +91,8 @@ def from_vqa(
         out: new dataset folder.
         name: registered VQA dataset (``rsivqa``, ``rsvqa_lr``, ``rsvqa_hr``).
         reader_args: passed to the reader (``image_dir``, ``image_splits``, ``files``).
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
     """
     items = vqa_items(root, name, **reader_args)
     fn = functools.partial(vqa_records, skip_bad=skip_bad)
@@ -98,5 +101,7 @@ def from_vqa(
     )
     step["input_count"] = len(items)
     with DatasetWriter(out, step=step, name=name, overwrite=overwrite) as w:
-        run_batches(batched(items, batch_size), fn, w, total=len(items), desc="from-vqa")
+        run_batches(
+            batched(items, batch_size), fn, w, total=len(items), desc="from-vqa", runner=runner
+        )
     return open_dataset(out)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from skylens.curate.images import bytes_digest, bytes_size
-from skylens.curate.pipeline import batched, run_batches, step_info
+from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import TEXT_KINDS, Record, make_record, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
@@ -163,6 +163,7 @@ def from_webdataset(
     skip_bad: bool = False,
     batch_size: int = 256,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
 ) -> CuratedDataset:
     """Build a curated dataset from WebDataset tar shards and/or Parquet files.
 
@@ -171,13 +172,15 @@ def from_webdataset(
         out: new dataset folder.
         source: source name for samples whose JSON does not say.
         skip_bad: log undecodable images as removed instead of failing.
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
     """
     tars, parquets = shard_files(list(inputs))
     items = _chain(tar_items(tars), parquet_items(parquets))
     fn = functools.partial(webdataset_records, source=source, skip_bad=skip_bad)
     step = step_info("from-webdataset", inputs=list(inputs), source=source)
     with DatasetWriter(out, step=step, name=source, overwrite=overwrite) as w:
-        run_batches(batched(items, batch_size), fn, w, desc="from-webdataset")
+        run_batches(batched(items, batch_size), fn, w, desc="from-webdataset", runner=runner)
     return open_dataset(out)
 
 

@@ -24,7 +24,7 @@ import os
 import re
 
 from skylens.curate import facts
-from skylens.curate.pipeline import run_batches, step_info
+from skylens.curate.pipeline import LOCAL, Runner, run_batches, step_info
 from skylens.curate.records import Record, meta_of, text, texts_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.curate.vocabulary import CLASS_DESCRIPTIONS, OBJECT_NAMES, describe, object_words
@@ -150,6 +150,7 @@ def instruct(
     llm: str | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
+    runner: Runner = LOCAL,
 ) -> CuratedDataset:
     """Write a new dataset whose records carry instruction conversations.
 
@@ -158,11 +159,13 @@ def instruct(
         out: new dataset folder.
         max_qa: QA turns per conversation, at most.
         llm: optional ``TextGenerator`` name that rephrases the detailed description.
+        runner: where the batches are mapped (:class:`~skylens.curate.pipeline.Runner`:
+            in process, or on Ray Data with ``Runner("ray")``; the output is the same).
     """
     src = open_dataset(dataset)
     fn = functools.partial(instruct_batch, max_qa=max_qa, llm=llm)
     step = step_info("instruct", dataset=dataset, max_qa=max_qa, llm=llm)
     with DatasetWriter(out, step=step, parent=src, overwrite=overwrite) as w:
-        run_batches(src.batches(batch_size), fn, w, total=src.count, desc="instruct")
+        run_batches(src.batches(batch_size), fn, w, total=src.count, desc="instruct", runner=runner)
     ds = open_dataset(out)
     return ds

@@ -20,19 +20,78 @@ with Ray Data instead of this loop. The contract for ``scale/``:
 ``dedupe`` is the one step with a global part: its per-record features (digest, perceptual
 hash, embedding) are a batch function (``dedupe.features_batch``); grouping near duplicates
 needs all of them and runs after the map.
+
+Where the map runs is a :class:`Runner` (``skylens curate ... --ray [--ray-address A]``): in this
+process, or on Ray Data through :func:`skylens.scale.map_batches`, which returns results in batch
+order, so the one writer in the caller writes the same dataset either way.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from skylens.curate.records import Record, to_table
 from skylens.curate.store import DatasetWriter
+from skylens.errors import InputError
 
 BatchFn = Callable[[list[dict]], tuple[list[Record], list[dict]]]
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where curate steps map their batch functions.
+
+    Attributes:
+        kind: ``"local"`` (this process) or ``"ray"`` (Ray Data; a local Ray unless ``address``).
+        address: a Ray cluster's address (``ray://HOST:10001``, ``auto``), only with ``ray``.
+        workers: Ray CPUs of a local Ray (default: every core); ignored with ``local``.
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise InputError(f"runner must be 'local' or 'ray', got {self.kind!r}")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"workers must be at least 1, got {self.workers}")
+
+    @classmethod
+    def from_options(
+        cls, ray: bool = False, address: str | None = None, workers: int | None = None
+    ) -> Runner:
+        """The runner the CLI's ``--ray`` / ``--ray-address`` / ``--workers`` ask for."""
+        return cls("ray" if ray or address else "local", address or None, workers)
+
+
+LOCAL = Runner()
+
+
+def map_ordered(
+    batches: Iterable[list[Any]], fn: Callable[[list[Any]], Any], runner: Runner = LOCAL
+) -> Iterator[tuple[list[Any], Any]]:
+    """Yield ``(batch, fn(batch))`` in batch order, computed in process or on Ray Data."""
+    if runner.kind == "local":
+        for batch in batches:
+            yield batch, fn(batch)
+        return
+    from skylens.scale import map_batches
+
+    batches = list(batches)  # Ray Data reads its input from a list (from_items)
+    results = map_batches(batches, functools.partial(_first_batch, fn=fn), batch_size=1,
+                          runner="ray", workers=runner.workers, address=runner.address)  # fmt: skip
+    yield from zip(batches, results, strict=True)
+
+
+def _first_batch(one: list[list[Any]], fn: Callable[[list[Any]], Any]) -> Any:
+    # map_batches hands a list of items; here each item is one whole curate batch
+    return fn(one[0])
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -62,11 +121,12 @@ def run_batches(
     *,
     total: int | None = None,
     desc: str = "curate",
+    runner: Runner = LOCAL,
 ) -> None:
-    """Apply ``fn`` to each batch, write what it returns, log what it removed."""
+    """Apply ``fn`` to each batch (where ``runner`` says), write what it returns in batch order,
+    log what it removed."""
     with progress_bar(total, desc) as bar:
-        for batch in batches:
-            kept, removed = fn(batch)
+        for batch, (kept, removed) in map_ordered(batches, fn, runner):
             writer.write(kept)
             for note in removed:
                 note = dict(note)

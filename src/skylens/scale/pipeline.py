@@ -12,7 +12,8 @@ The batch-function contract (what ``skylens.curate`` steps are, ``curate/pipelin
   and then called on batch after batch: ``cls(**constructor_kwargs)(batch)``; it runs as a Ray
   actor pool of ``workers`` actors (``ActorPoolStrategy``), so the model loads once a worker.
 
-Items and results travel pickled (one binary column), so they may hold any Python values
+A :class:`~skylens.errors.SkylensError` that ``fn`` raises on a worker is raised again, as
+itself, in the caller. Items and results travel pickled (one binary column), so they may hold any Python values
 (numpy arrays, nested dicts, bytes). Results come back in the order of the batches, so a writer
 that keys on ids (``ChipIndex.add``, curate's ``DatasetWriter``) sees a deterministic stream;
 being the only writer, it needs no coordination between workers.
@@ -24,7 +25,7 @@ import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from skylens.errors import InputError
+from skylens.errors import InputError, SkylensError
 from skylens.scale.runtime import ray_session
 
 RUNNERS = ("local", "ray")
@@ -95,11 +96,36 @@ def map_batches(
         else:
             ds = ds.map_batches(_apply_function, fn_kwargs={"fn": fn}, **stage)
         for row in ds.iter_rows():
-            yield pickle.loads(row["result"])
+            result = pickle.loads(row["result"])
+            if isinstance(result, _Raised):
+                raise result.error()
+            yield result
+
+
+class _Raised:
+    """A skylens error ``fn`` raised on a worker, carried back so that the caller gets the same
+    typed error (naming the input) as in process, not Ray's wrapped traceback. Its class, args
+    and attributes travel, not the error: a subclass's ``__init__`` may take other arguments."""
+
+    def __init__(self, error: SkylensError) -> None:
+        self.cls, self.args, self.state = type(error), error.args, dict(vars(error))
+
+    def error(self) -> SkylensError:
+        err = self.cls.__new__(self.cls)
+        err.args = self.args
+        vars(err).update(self.state)
+        return err
 
 
 def _apply(call: Callable, batch: dict) -> dict:
-    return {"result": [pickle.dumps(call(pickle.loads(b))) for b in batch["batch"]]}
+    out = []
+    for b in batch["batch"]:
+        try:
+            result = call(pickle.loads(b))
+        except SkylensError as exc:
+            result = _Raised(exc)
+        out.append(pickle.dumps(result))
+    return {"result": out}
 
 
 def _apply_function(batch: dict, fn: Callable) -> dict:
