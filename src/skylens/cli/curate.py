@@ -1,7 +1,9 @@
 """``skylens curate``: build image-text and instruction datasets (the data engine).
 
 Each command parses, calls one ``skylens.curate`` function and prints what it wrote: the new
-dataset's folder, its record count and what the step removed and why.
+dataset's folder, its record count and what the step removed and why. The source commands
+(``from-*``) live here, the steps over a dataset (merge, dedupe, filter, instruct, export,
+stats) in ``curate_steps.py``; shared options in ``curate_options.py``.
 """
 
 from __future__ import annotations
@@ -11,48 +13,16 @@ from typing import Annotated
 
 import typer
 
-from skylens.cli.common import OutputFormat, check_format, emit_json, escape, friendly, out
+from skylens.cli import curate_steps
+from skylens.cli.common import OutputFormat, friendly
+from skylens.cli.curate_options import Fmt, Out, Ray, RayAddress, Workers, report, runner
 
 app = typer.Typer(
     help="Build training datasets: from folders, captions, boxes, OSM, shards; dedupe, filter, "
     "instruct, export, stats.",
     no_args_is_help=True,
 )
-
-Out = Annotated[Path, typer.Option("--out", "-o", help="New dataset folder (never overwritten).")]
-Fmt = Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")]
-# where a step maps its batches: the same three options as `skylens index`
-Ray = Annotated[
-    bool, typer.Option("--ray", help="Run on Ray Data (a local Ray unless --ray-address).")
-]
-RayAddress = Annotated[
-    str | None,
-    typer.Option(
-        "--ray-address", help="Ray cluster address (implies --ray), e.g. ray://head:10001."
-    ),
-]
-Workers = Annotated[int | None, typer.Option(help="CPUs of the local Ray (default: every core).")]
-
-
-def _runner(ray: bool, address: str | None, workers: int | None):
-    from skylens.curate.pipeline import Runner
-
-    return Runner.from_options(ray, address, workers)
-
-
-def _report(ds, fmt: OutputFormat) -> None:
-    check_format(fmt, ("table", "json"))
-    step = ds.manifest["steps"][-1]
-    info = {"out": str(ds.path), "records": ds.count, "step": step["command"],
-            "seconds": step.get("seconds"), "removed": step.get("removed", {})}  # fmt: skip
-    if fmt == OutputFormat.json:
-        emit_json(info)
-        return
-    out.print(
-        f"{escape(info['step'])}: {info['records']} records -> {escape(info['out'])} ({info['seconds']} s)"
-    )
-    for reason, n in info["removed"].items():
-        out.print(f"  removed {n}: {escape(reason)}")
+app.add_typer(curate_steps.app)
 
 
 @app.command("from-folders")
@@ -79,8 +49,8 @@ def from_folders_cmd(
     from skylens.curate.from_folders import from_folders
 
     ds = from_folders(root, out_, name=name, captions_per_image=captions, skip_bad=skip_bad,
-                      runner=_runner(ray, ray_address, workers))  # fmt: skip
-    _report(ds, fmt)
+                      runner=runner(ray, ray_address, workers))  # fmt: skip
+    report(ds, fmt)
 
 
 @app.command("from-captions")
@@ -118,9 +88,9 @@ def from_captions_cmd(
         annotation_file=annotation_file,
         image_dir=image_dir,
         skip_bad=skip_bad,
-        runner=_runner(ray, ray_address, workers),
+        runner=runner(ray, ray_address, workers),
     )
-    _report(ds, fmt)
+    report(ds, fmt)
 
 
 @app.command("from-detections")
@@ -140,9 +110,9 @@ def from_detections_cmd(
     """Boxes -> count/presence captions, count/presence/location QA, object region crops."""
     from skylens.curate.from_detections import from_detections
 
-    _report(
+    report(
         from_detections(
-            root, out_, name=name, max_crops=max_crops, runner=_runner(ray, ray_address, workers)
+            root, out_, name=name, max_crops=max_crops, runner=runner(ray, ray_address, workers)
         ),
         fmt,
     )
@@ -169,9 +139,7 @@ def from_vqa_cmd(
     extra = {
         k: v for k, v in (("image_dir", image_dir), ("image_splits", image_splits)) if v is not None
     }
-    _report(
-        from_vqa(root, out_, name=name, runner=_runner(ray, ray_address, workers), **extra), fmt
-    )
+    report(from_vqa(root, out_, name=name, runner=runner(ray, ray_address, workers), **extra), fmt)
 
 
 @app.command("from-osm")
@@ -189,7 +157,7 @@ def from_osm_cmd(
     """Raster chips captioned from the OpenStreetMap tags that intersect them (SkyScript)."""
     from skylens.curate.from_osm import from_osm
 
-    _report(from_osm(raster, features, out_, chip_size=chip_size, min_cover=min_cover), fmt)
+    report(from_osm(raster, features, out_, chip_size=chip_size, min_cover=min_cover), fmt)
 
 
 @app.command("from-webdataset")
@@ -211,167 +179,13 @@ def from_webdataset_cmd(
     """img2dataset / RS5M / GAIA style shards (tar or Parquet) -> records."""
     from skylens.curate.from_webdataset import from_webdataset
 
-    _report(
+    report(
         from_webdataset(
             inputs,
             out_,
             source=source,
             skip_bad=skip_bad,
-            runner=_runner(ray, ray_address, workers),
+            runner=runner(ray, ray_address, workers),
         ),
         fmt,
     )
-
-
-@app.command("merge")
-@friendly
-def merge_cmd(
-    datasets: Annotated[list[Path], typer.Argument(help="Curated datasets to put together.")],
-    out_: Out,
-    by_digest: Annotated[
-        bool, typer.Option(help="Join records of the same image content into one.")
-    ] = False,
-    fmt: Fmt = OutputFormat.table,
-) -> None:
-    """Several curated datasets -> one (repeated ids dropped, or same images joined)."""
-    from skylens.curate.merge import merge
-
-    _report(merge(datasets, out_, by_digest=by_digest), fmt)
-
-
-@app.command("dedupe")
-@friendly
-def dedupe_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Curated dataset.")],
-    out_: Out,
-    against: Annotated[
-        list[Path] | None,
-        typer.Option("--against", help="Evaluation image folder or curated dataset (repeat)."),
-    ] = None,
-    methods: Annotated[
-        str, typer.Option(help="Comma list of exact, phash, embedding.")
-    ] = "exact,phash",
-    phash_distance: Annotated[
-        int, typer.Option(help="Largest pHash Hamming distance (of 64 bits).")
-    ] = 8,
-    cosine: Annotated[
-        float, typer.Option(help="Smallest embedding cosine for 'embedding'.")
-    ] = 0.99,
-    model: Annotated[str, typer.Option(help="Encoder for 'embedding'.")] = "default",
-    ray: Ray = False,
-    ray_address: RayAddress = None,
-    workers: Workers = None,
-    fmt: Fmt = OutputFormat.table,
-) -> None:
-    """Drop exact and near duplicates, within the set and against evaluation images."""
-    from skylens.curate.dedupe import dedupe
-
-    ds = dedupe(dataset, out_, against=against or [], methods=[m.strip() for m in methods.split(",") if m.strip()],
-                phash_distance=phash_distance, cosine=cosine, model=model,
-                runner=_runner(ray, ray_address, workers))  # fmt: skip
-    _report(ds, fmt)
-
-
-@app.command("filter")
-@friendly
-def filter_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Curated dataset.")],
-    out_: Out,
-    min_score: Annotated[
-        float | None, typer.Option(help="Smallest image-text cosine kept (needs --model).")
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="Encoder that scores image-text pairs.")] = None,
-    min_words: Annotated[int, typer.Option(help="Shortest caption in words.")] = 2,
-    max_words: Annotated[int, typer.Option(help="Longest caption in words.")] = 77,
-    language: Annotated[
-        str, typer.Option(help="Caption language (ISO 639-1); 'any' to skip.")
-    ] = "en",
-    split: Annotated[
-        list[str] | None, typer.Option("--split", help="Keep only these splits (repeat).")
-    ] = None,
-    ray: Ray = False,
-    ray_address: RayAddress = None,
-    workers: Workers = None,
-    fmt: Fmt = OutputFormat.table,
-) -> None:
-    """Keep pairs above an image-text score, captions of sane length and language."""
-    from skylens.curate.filter import filter_dataset
-
-    ds = filter_dataset(dataset, out_, model=model, min_score=min_score, min_words=min_words, max_words=max_words,
-                        language=None if language == "any" else language, keep_splits=split,
-                        runner=_runner(ray, ray_address, workers))  # fmt: skip
-    _report(ds, fmt)
-
-
-@app.command("instruct")
-@friendly
-def instruct_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Curated dataset.")],
-    out_: Out,
-    max_qa: Annotated[int, typer.Option(help="QA turns per conversation.")] = 6,
-    llm: Annotated[
-        str | None, typer.Option(help="Language model that rephrases (facts checked).")
-    ] = None,
-    ray: Ray = False,
-    ray_address: RayAddress = None,
-    workers: Workers = None,
-    fmt: Fmt = OutputFormat.table,
-) -> None:
-    """Multi-turn instruction data from the annotations (RS-GPT4V / SkyEyeGPT style)."""
-    from skylens.curate.instruct import instruct
-
-    _report(
-        instruct(dataset, out_, max_qa=max_qa, llm=llm, runner=_runner(ray, ray_address, workers)),
-        fmt,
-    )
-
-
-@app.command("export")
-@friendly
-def export_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Curated dataset.")],
-    out_: Annotated[Path, typer.Option("--out", "-o", help="New output folder.")],
-    to: Annotated[
-        str, typer.Option("--format", "-f", help="webdataset, parquet or hf.")
-    ] = "webdataset",
-    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 1000,
-) -> None:
-    """Write WebDataset tar shards (.jpg + .txt + .json), Parquet, or a Hugging Face dataset."""
-    from skylens.curate.export import export
-
-    info = export(dataset, out_, fmt=to, shard_size=shard_size)
-    out.print(
-        f"export {escape(info['format'])}: {info['samples']} samples -> {escape(info['out'])} ({len(info['files'])} files)"
-    )
-
-
-@app.command("stats")
-@friendly
-def stats_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Curated dataset.")],
-    html: Annotated[
-        Path | None, typer.Option("--html", help="Also write an HTML page with thumbnails.")
-    ] = None,
-    fmt: Fmt = OutputFormat.table,
-) -> None:
-    """Counts by source, class, split and text kind; caption lengths; vocabulary; removals."""
-    from skylens.curate.stats import dataset_stats, stats_html
-
-    info = stats_html(dataset, html) if html else dataset_stats(dataset)
-    check_format(fmt, ("table", "json"))
-    if fmt == OutputFormat.json:
-        emit_json(info)
-        return
-    for key in (
-        "records",
-        "region_records",
-        "objects",
-        "records_with_conversations",
-        "classes",
-        "vocabulary",
-    ):
-        out.print(f"{key}: {info[key]}")
-    for key in ("by_source", "by_split", "by_text_kind", "caption_words", "removed"):
-        out.print(f"{key}: " + ", ".join(f"{escape(str(k))}={v}" for k, v in info[key].items()))
-    if html:
-        out.print(f"wrote {escape(str(html))}")

@@ -62,7 +62,7 @@ def train_all_cmd(
         seed=seed,
         threads=threads,
         command=" ".join(["skylens", *sys.argv[1:]]),
-        log=lambda m: err.print(m),
+        log=say,
     )
     test = scores["align"]["ucm_captions_test_retrieval"]["mR"]
     out.print(
