@@ -20,7 +20,7 @@ import skylens
 from skylens.cli import app as skylens_app
 from skylens.errors import BandError, CapabilityError, GeoError, InputError, ModelError
 from skylens.models.base import ModelCard, TextGenerator, register_backend, unregister_backend
-from skylens.tasks.change import ChangeSession, _union_rectangles, change, compass
+from skylens.tasks.change import ChangeSession, change, compass
 
 GREEN, RED, BLUE = (40, 180, 50), (200, 30, 30), (30, 40, 200)
 ORIGIN = (500_000.0, 4_500_000.0)  # UTM 18N metres, top-left corner

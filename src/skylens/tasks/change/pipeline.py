@@ -1,0 +1,262 @@
+"""``change``: compare two rasters of one place, from pixels to a mask, regions and a caption.
+
+BEFORE and AFTER (AFTER warped onto BEFORE's grid when needed, ``inputs``) are rendered to RGB,
+AFTER is histogram-matched to BEFORE, deep change evidence is computed per cell of ``cell``
+pixels (``scoring``: DCVA on the image tower's feature grid, misregistration-tolerant), refined
+to pixels inside superpixels and thresholded per pair (Otsu, floored at the encoder's noise);
+connected changed pixels become regions (``regions``), and chips of ``tile`` pixels get a
+score and a changed flag (>= 10 % of their pixels changed).
+
+Two scene-wide cases are said, not hidden: when the typical pixel score is far above the
+encoder's noise (``UNIFORM_FACTOR``), the background itself changed (season, sun, sensor) and
+the regions are what stands out against it (``background_changed``); when, on top of that, more
+than ``MAX_CHANGED_SHARE`` of the scene passes the threshold, the pair is not one place with some
+changes but a different scene: no region is singled out (``uniform_change``) and the caption
+says the whole scene changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from skylens.errors import InputError
+from skylens.imagery import Raster, read_raster
+from skylens.models.base import ImageTextEncoder, TextGenerator
+from skylens.tasks.change.inputs import (
+    align_after,
+    as_encoder,
+    check_bands,
+    check_tile,
+    read_scene_rgb,
+)
+from skylens.tasks.change.regions import (
+    chip_grid,
+    chip_scores,
+    pixel_area_m2,
+    refine_scores,
+    region_classes,
+    regions_from_mask,
+)
+from skylens.tasks.change.result import ChangeResult
+from skylens.tasks.change.scoring import (
+    feature_distances,
+    match_radiometry,
+    otsu_threshold,
+    pixel_scores,
+)
+from skylens.tasks.change.words import (
+    BACKGROUND_WARNING,
+    UNIFORM_WARNING,
+    as_text_generator,
+    change_caption,
+    rephrase_caption,
+)
+
+#: Land-cover words for the before -> after class of a region (zero-shot, prompt-ensembled).
+LAND_COVER_LABELS: tuple[str, ...] = (
+    "buildings",
+    "dense residential area",
+    "industrial area",
+    "bare land",
+    "construction site",
+    "farmland",
+    "grassland",
+    "forest",
+    "shrubland",
+    "water",
+    "river",
+    "beach",
+    "desert",
+    "road",
+    "highway",
+    "parking lot",
+    "airport runway",
+    "sports field",
+    "snow",
+    "wetland",
+)
+
+MIN_VALID = 0.5  # a chip is compared only when >= this fraction of it has data at both dates
+DEFAULT_TILE = 32  # chip side (px): the scoring unit of issue 15
+CELLS_PER_CHIP = 4  # evidence cells per chip side: a chip's change is seen at 1/4-chip detail
+DEFAULT_SHIFT = 2  # misregistration tolerated (px): typical co-registration error of VHR pairs
+# median pixel score above this many times the encoder's mirror noise (p95): the background
+# changed. An unchanged pair's median sits below its noise p95 by definition.
+UNIFORM_FACTOR = 3.0
+# change is the minority of a scene: beyond half of it passing the threshold on a changed
+# background, the pair is a different scene and no region can be singled out
+MAX_CHANGED_SHARE = 0.5
+
+
+def change(
+    before_path: str | Path,
+    after_path: str | Path,
+    model: ImageTextEncoder | str,
+    *,
+    tile: int = DEFAULT_TILE,
+    cell: int | None = None,
+    shift: int = DEFAULT_SHIFT,
+    bands: str | Sequence[int] | None = None,
+    assume_aligned: bool = False,
+    threshold: float | None = None,
+    labels: Sequence[str] = LAND_COVER_LABELS,
+    llm: TextGenerator | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ChangeResult:
+    """Compare two rasters of one place: pixel mask, regions, chip scores and a caption.
+
+    Args:
+        before_path, after_path: the two rasters (any format ``read_raster`` opens).
+        model: an ``ImageTextEncoder`` or a model name for ``skylens.load``.
+        tile: chip side in pixels (the unit of ``scores`` and of the chip changed flag).
+        cell: evidence cell side in pixels; default ``tile // 4`` (at least 4). Models without
+            a spatial feature grid use one embedding per ``tile`` window instead.
+        shift: misregistration tolerated, in pixels (AFTER also compared shifted by this).
+        bands: bands rendered as R, G, B in both rasters (``parse_bands``); required when the
+            band counts differ.
+        assume_aligned: compare pixel-for-pixel when only one raster has a CRS (the result says
+            so in ``warnings``).
+        threshold: pixel change-score cut-off; None sets it per pair (Otsu, noise floor).
+        labels: land-cover names for the before -> after classes of regions.
+        llm: a ``TextGenerator`` (or its name) that rephrases the caption from the evidence.
+        progress: optional callable(done, total) called as windows are scored.
+
+    Raises:
+        GeoError: the rasters do not overlap, or one lacks a CRS without ``assume_aligned``, or
+            plain images of different sizes.
+        BandError: different band counts without ``bands``.
+        InputError: a tile larger than the scene, bad arguments, or no pixel valid at both dates.
+    """
+    encoder = as_encoder(model)
+    generator = as_text_generator(llm) if llm is not None else None
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or shift < 0:
+        raise InputError(f"shift must be a number of pixels >= 0, got {shift!r}")
+    warnings: list[str] = []
+    with read_raster(before_path) as before, read_raster(after_path) as after_src:
+        band_b, band_a = check_bands(before, after_src, bands)
+        check_tile(before, tile, "tile")
+        cell = _cell_size(tile, cell)
+        after = align_after(before, after_src, assume_aligned, warnings)
+        try:
+            rgb_b, valid_b = read_scene_rgb(before, band_b)
+            rgb_a, valid_a = read_scene_rgb(after, band_a)
+        finally:
+            if after is not after_src:
+                after.close()
+        options = dict(tile=tile, cell=cell, shift=shift, threshold=threshold, labels=labels)
+        result = _compare(
+            encoder,
+            before,
+            str(after_src.path),
+            rgb_b,
+            rgb_a,
+            valid_b & valid_a,
+            options,
+            warnings,
+            progress,
+        )
+    if generator is not None:
+        rephrase_caption(result, generator)
+    return result
+
+
+def _cell_size(tile: int, cell: int | None) -> int:
+    if cell is None:
+        return max(4, tile // CELLS_PER_CHIP)
+    if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
+        raise InputError(f"cell must be a positive number of pixels, got {cell!r}")
+    return int(cell)
+
+
+def _compare(
+    model, before: Raster, after_path: str, rgb_b, rgb_a, valid, options, warnings, progress
+):
+    tile, cell, shift = options["tile"], options["cell"], options["shift"]
+    h, w = valid.shape
+    grid = chip_grid(w, h, tile)
+    chip_valid = [[valid[r : r + hh, c : c + ww].mean() for c, r, ww, hh in row] for row in grid]
+    compared = sum(v >= MIN_VALID for row in chip_valid for v in row)
+    skipped = sum(len(row) for row in grid) - compared
+    if not valid.any():
+        raise InputError(f"{before.path} and {after_path} have no pixel with data at both dates")
+    if skipped:
+        warnings.append(
+            f"{skipped} of {skipped + compared} chips skipped: under {MIN_VALID:.0%} valid pixels "
+            "(nodata) in one of the dates"
+        )
+    rgb_an = match_radiometry(rgb_a, rgb_b, valid)
+    evidence = feature_distances(model, rgb_b, rgb_an, cell, shift, progress)
+    raw = pixel_scores(evidence, (h, w))
+    scores, refined = refine_scores(raw, rgb_b, rgb_an, valid, evidence.cell)
+    scores = np.where(valid, scores, 0.0).astype(np.float32)
+    if options["threshold"] is not None:
+        thr, method = (
+            float(options["threshold"]),
+            {"method": "given", "value": float(options["threshold"])},
+        )
+    else:
+        thr, method = otsu_threshold(scores[valid], evidence.noise)
+    method["superpixels"] = refined
+    mask = valid & (scores > thr)
+    scene_px = int(valid.sum())
+    background, uniform = _scene_wide(scores[valid], evidence.noise, mask.sum() / scene_px, method)
+    uniform = uniform and options["threshold"] is None
+    if uniform:
+        warnings.append(
+            f"{UNIFORM_WARNING} ({100 * mask.sum() / scene_px:.0f}% of the scene above the threshold)"
+        )
+        mask[:] = False
+    elif background and options["threshold"] is None:
+        warnings.append(
+            f"{BACKGROUND_WARNING} (median pixel score {method['median_over_noise']}x the encoder's noise)"
+        )
+    regions, mask = regions_from_mask(mask, scores, before, grid, (cell * cell) // 2, scene_px)
+    classes = region_classes(
+        model, rgb_b, rgb_a, [g.bbox_px for g in regions], options["labels"], min_side=tile
+    )
+    for g, (cb, ca) in zip(regions, classes, strict=True):
+        g.class_before, g.class_after = cb, ca
+    area = pixel_area_m2(before)
+    result = ChangeResult(
+        before=before.path,
+        after=after_path,
+        crs=before.crs,
+        tile=tile,
+        grid_shape=(len(grid), len(grid[0])),
+        scores=chip_scores(scores, valid, grid),
+        windows=grid,
+        threshold=thr,
+        threshold_method=method,
+        regions=regions,
+        chips_compared=compared,
+        chips_skipped_nodata=skipped,
+        changed_share=sum(g.pixels for g in regions) / scene_px,
+        caption="",
+        warnings=warnings,
+        scene_pixels=scene_px,
+        scene_area_m2=None if area is None else round(scene_px * area, 2),
+        image_size=(w, h),
+        uniform_change=uniform,
+        background_changed=background,
+        mask=mask,
+        valid=valid,
+        transform=before.transform if before.crs is not None else None,
+        cell=evidence.cell,
+        evidence=evidence.source,
+    )
+    if area is None:
+        warnings.append("BEFORE has no CRS: areas are in pixels, and regions have no map polygons")
+    result.caption = result.caption_structured = change_caption(result)
+    return result
+
+
+def _scene_wide(values: np.ndarray, noise: float, share: float, method: dict) -> tuple[bool, bool]:
+    """(background changed, whole scene changed alike) from the pixel scores (see module doc)."""
+    noise = max(noise, 1e-4)
+    med = float(np.median(values)) if values.size else 0.0
+    method["median_over_noise"] = round(med / noise, 2)
+    background = med > UNIFORM_FACTOR * noise
+    return background, background and share > MAX_CHANGED_SHARE
