@@ -259,4 +259,4 @@ def _scene_wide(values: np.ndarray, noise: float, share: float, method: dict) ->
     med = float(np.median(values)) if values.size else 0.0
     method["median_over_noise"] = round(med / noise, 2)
     background = med > UNIFORM_FACTOR * noise
-    return background, background and share > MAX_CHANGED_SHARE
+    return bool(background), bool(background and share > MAX_CHANGED_SHARE)

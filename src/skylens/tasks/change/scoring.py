@@ -219,6 +219,56 @@ def _embedding_distances(model, before, after, cell, shift, progress) -> ScoreGr
     )
 
 
+def window_distances(
+    model: ImageTextEncoder,
+    before: np.ndarray,
+    after: np.ndarray,
+    window: int,
+    stride: int,
+    progress=None,
+) -> tuple[np.ndarray, float]:
+    """Pixel change scores from the model's joint embedding of overlapping windows.
+
+    Each ``window`` px window (every ``stride`` px) of both dates is embedded whole
+    (``encode_images``: the semantic, land-cover-aware embedding the model was trained for);
+    a pixel's score is the mean cosine distance of the windows covering it.
+
+    Args:
+        model: any ``ImageTextEncoder``.
+        before, after: HxWx3 uint8 on one grid (AFTER already radiometrically matched).
+        window, stride: window side and step in pixels.
+        progress: optional callable(done, total).
+
+    Returns:
+        ((H, W) float32 scores, the encoder's noise: p95 of mirror-window distances).
+    """
+    from skylens.imagery.tiling import window_starts
+
+    h, w = before.shape[:2]
+    win_h, win_w = min(window, h), min(window, w)
+    boxes = [(y, x) for y in window_starts(h, win_h, stride) for x in window_starts(w, win_w, stride)]
+    acc = np.zeros((h, w), np.float64)
+    cnt = np.zeros((h, w), np.float64)
+    for k, batch in enumerate(_batched(boxes, BATCH)):
+        eb = model.encode_images([before[y : y + win_h, x : x + win_w] for y, x in batch])
+        ea = model.encode_images([after[y : y + win_h, x : x + win_w] for y, x in batch])
+        dist = 1.0 - np.sum(l2_normalize(eb) * l2_normalize(ea), axis=1)
+        for (y, x), d in zip(batch, dist, strict=True):
+            acc[y : y + win_h, x : x + win_w] += d
+            cnt[y : y + win_h, x : x + win_w] += 1
+        if progress is not None:
+            progress(min((k + 1) * BATCH, len(boxes)), len(boxes))
+    pick = np.unique(np.linspace(0, len(boxes) - 1, min(4 * NOISE_WINDOWS, len(boxes))).astype(int))
+    crops = [before[boxes[i][0] : boxes[i][0] + win_h, boxes[i][1] : boxes[i][1] + win_w] for i in pick]
+    sims = np.sum(
+        l2_normalize(model.encode_images(crops))
+        * l2_normalize(model.encode_images([c[:, ::-1] for c in crops])),
+        axis=1,
+    )
+    noise = float(np.percentile(1.0 - sims, NOISE_QUANTILE))
+    return np.maximum(acc / np.maximum(cnt, 1), 0.0).astype(np.float32), noise
+
+
 def pixel_scores(grid: ScoreGrid, shape: tuple[int, int]) -> np.ndarray:
     """The cell distances bilinearly upsampled to pixels (cell centres keep their values).
 
