@@ -44,7 +44,14 @@ OUT = ROOT / "bench" / "results" / "change_real.json"
 PICTURE = ROOT / "docs" / "change_levir.png"
 TILE = 32
 CHIP_CHANGED = 0.10
-PLANT_BASE = ("meadow", "desert", "farmland", "rectangular_farmland", "chaparral", "sparse_residential")
+PLANT_BASE = (
+    "meadow",
+    "desert",
+    "farmland",
+    "rectangular_farmland",
+    "chaparral",
+    "sparse_residential",
+)
 PLANT_SOURCE = ("dense_residential", "industrial_area", "medium_residential", "commercial_area")
 
 
@@ -71,17 +78,29 @@ def scores_of(pairs: list[dict]) -> dict:
         "pairs": len(pairs),
         "chips": int(t.size),
         "chips_truly_changed": int(t.sum()),
-        "chip": {**_prf(tp, fp, fn), "kappa": round(float(cohen_kappa_score(t, y)), 4),
-                 "auc": round(float(roc_auc_score(t, s)), 4) if 0 < t.sum() < t.size else None},
-        "pixel": {**_prf(ptp, pfp, pfn), "iou": round(ptp / (ptp + pfp + pfn), 4) if ptp + pfp + pfn else None},
+        "chip": {
+            **_prf(tp, fp, fn),
+            "kappa": round(float(cohen_kappa_score(t, y)), 4),
+            "auc": round(float(roc_auc_score(t, s)), 4) if 0 < t.sum() < t.size else None,
+        },
+        "pixel": {
+            **_prf(ptp, pfp, pfn),
+            "iou": round(ptp / (ptp + pfp + pfn), 4) if ptp + pfp + pfn else None,
+        },
     }
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": round(p, 4), "recall": round(r, 4),
-            "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+    }
 
 
 def run_pair(model, before: Path, after: Path, truth: np.ndarray | None) -> tuple[dict, object]:
@@ -115,8 +134,15 @@ def levir(model) -> tuple[dict, list, list]:
         if truth is not None:
             scored.append({"truth": truth, "pred": res.mask, "chip_scores": res.scores})
             one = scores_of([scored[-1]])
-            row["chip_kappa"], row["chip_f1"], row["pixel_iou"] = one["chip"]["kappa"], one["chip"]["f1"], one["pixel"]["iou"]
-        print(f"levir {a.name}: {row.get('chip_kappa')} kappa, {row['regions']} regions, {row['seconds']} s", flush=True)
+            row["chip_kappa"], row["chip_f1"], row["pixel_iou"] = (
+                one["chip"]["kappa"],
+                one["chip"]["f1"],
+                one["pixel"]["iou"],
+            )
+        print(
+            f"levir {a.name}: {row.get('chip_kappa')} kappa, {row['regions']} regions, {row['seconds']} s",
+            flush=True,
+        )
     return scores_of(scored), rows, results
 
 
@@ -139,11 +165,15 @@ def make_planted(seed: int, out: Path) -> tuple[Path, Path, np.ndarray]:
     shift and noise; returns the paths and the true mask (BEFORE's grid)."""
     rng = np.random.default_rng(seed)
     base_pool, src_pool = _images(PLANT_BASE), _images(PLANT_SOURCE)
-    before = np.asarray(Image.open(base_pool[rng.integers(len(base_pool))]).convert("RGB").resize((256, 256)))
+    before = np.asarray(
+        Image.open(base_pool[rng.integers(len(base_pool))]).convert("RGB").resize((256, 256))
+    )
     after = before.astype(np.float32).copy()
     truth = np.zeros((256, 256), bool)
     for _ in range(int(rng.integers(3, 7))):
-        src = np.asarray(Image.open(src_pool[rng.integers(len(src_pool))]).convert("RGB").resize((256, 256)))
+        src = np.asarray(
+            Image.open(src_pool[rng.integers(len(src_pool))]).convert("RGB").resize((256, 256))
+        )
         h, w = (int(v) for v in rng.integers(20, 64, 2))
         y, x = (int(v) for v in rng.integers(0, 256 - 64, 2))
         sy, sx = (int(v) for v in rng.integers(0, 256 - 64, 2))
@@ -215,20 +245,29 @@ def main() -> None:
     model = skylens.load("default")
     t_start = time.perf_counter()
     report: dict = {
-        "benchmark": "change_real", "issue": 15,
+        "benchmark": "change_real",
+        "issue": 15,
         "command": "python bench/bench_change_real.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"), "load_average_at_start": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average_at_start": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "model": "default", "tile": TILE, "chip_changed_when": ">= 10 % of pixels changed",
+        "model": "default",
+        "tile": TILE,
+        "chip_changed_when": ">= 10 % of pixels changed",
         "settings": "change() defaults (no per-pair tuning)",
     }
     if "levir" in a.sets:
         summary, rows, results = levir(model)
-        report["levir_cd"] = {**summary, "per_pair": rows,
-                              "targets": {"kappa_min": 0.55, "f1_min": 0.7, "pixel_iou_min": 0.4}}
+        report["levir_cd"] = {
+            **summary,
+            "per_pair": rows,
+            "targets": {"kappa_min": 0.55, "f1_min": 0.7, "pixel_iou_min": 0.4},
+        }
         for p, res, truth in results:
             if p.name == a.figure_pair and truth is not None:
-                report["picture"] = str(picture(p, LEVIR / "B" / p.name, truth, res, PICTURE).relative_to(ROOT))
+                report["picture"] = str(
+                    picture(p, LEVIR / "B" / p.name, truth, res, PICTURE).relative_to(ROOT)
+                )
         print(json.dumps({k: summary[k] for k in ("chip", "pixel")}), flush=True)
     if "identical" in a.sets:
         report["identical"] = identical(model)

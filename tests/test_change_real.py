@@ -34,7 +34,13 @@ def texture(seed: int = 0) -> np.ndarray:
 
 
 def write(path: Path, rgb: np.ndarray, *, crs: str | None = "EPSG:32618") -> Path:
-    profile = {"driver": "GTiff", "width": rgb.shape[1], "height": rgb.shape[0], "count": 3, "dtype": "uint8"}
+    profile = {
+        "driver": "GTiff",
+        "width": rgb.shape[1],
+        "height": rgb.shape[0],
+        "count": 3,
+        "dtype": "uint8",
+    }
     if crs is not None:
         profile["crs"] = crs
         profile["transform"] = Affine(PIXEL, 0, ORIGIN[0], 0, -PIXEL, ORIGIN[1])
@@ -44,10 +50,10 @@ def write(path: Path, rgb: np.ndarray, *, crs: str | None = "EPSG:32618") -> Pat
 
 
 def planted_after(before: np.ndarray, shift: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """AFTER: a bright roof-like block pasted, global brightness/contrast change, 2 px shift."""
+    """AFTER: a red roof-like block pasted, global brightness/contrast change, 2 px shift."""
     r, c, h, w = BLOCK
     after = before.astype(np.float32).copy()
-    after[r : r + h, c : c + w] = (205, 195, 190)
+    after[r : r + h, c : c + w] = (185, 60, 45)  # a red roof
     after = np.clip(1.25 * after + 15, 0, 255)
     after = np.roll(after, (shift, shift), axis=(0, 1)).astype(np.uint8)
     truth = np.zeros(before.shape[:2], bool)
@@ -101,7 +107,9 @@ def test_without_radiometric_matching_the_brightness_shift_would_dominate(plante
         rb, ra = np.moveaxis(b.read(), 0, -1), np.moveaxis(a.read(), 0, -1)
     raw = 1 - float(np.sum(fake.encode_images([rb[:32, :32]]) * fake.encode_images([ra[:32, :32]])))
     matched = match_radiometry(ra, rb, np.ones(rb.shape[:2], bool))
-    fixed = 1 - float(np.sum(fake.encode_images([rb[:32, :32]]) * fake.encode_images([matched[:32, :32]])))
+    fixed = 1 - float(
+        np.sum(fake.encode_images([rb[:32, :32]]) * fake.encode_images([matched[:32, :32]]))
+    )
     assert fixed < raw / 3
 
 
@@ -152,7 +160,12 @@ def test_no_crs_areas_are_pixels(tmp_path, fake):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"shift": -1}, "shift"), ({"cell": 0}, "cell"), ({"tile": 0}, "tile"), ({"tile": 999}, "larger")],
+    [
+        ({"shift": -1}, "shift"),
+        ({"cell": 0}, "cell"),
+        ({"tile": 0}, "tile"),
+        ({"tile": 999}, "larger"),
+    ],
 )
 def test_bad_arguments_are_typed_errors(planted, fake, kwargs, match):
     before, after, _ = planted
@@ -173,7 +186,7 @@ def test_html_report_shows_both_dates_mask_regions_and_agrees_with_warnings(plan
     res = change(before, after, fake, tile=32)
     page = res.to_html()
     assert page.count("data:image/png;base64,") >= 5  # before, after, mask, slider pair
-    assert 'type=range' in page and "before &rarr; after" in page
+    assert "type=range" in page and "before &rarr; after" in page
     assert "http://" not in page and "https://" not in page
     assert "2 regions" not in page or len(res.regions) == 2
     head = page.split("<p class=caption>")[1].split("</p>")[0]
@@ -187,7 +200,9 @@ def test_different_scene_headline_agrees_with_warning(tmp_path, fake):
     other = np.zeros((SIZE, SIZE, 3), np.uint8)
     other[:] = (30, 40, 200)
     other[: SIZE // 3] = (200, 30, 30)
-    other = np.clip(other.astype(int) + np.random.default_rng(1).integers(-40, 40, other.shape), 0, 255)
+    other = np.clip(
+        other.astype(int) + np.random.default_rng(1).integers(-40, 40, other.shape), 0, 255
+    )
     a = write(tmp_path / "a.tif", other.astype(np.uint8))
     res = change(b, a, fake, tile=32)
     if res.uniform_change:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from skylens.errors import InputError, SkylensError
+from skylens.models.answerer import Answer as SharedAnswer
+from skylens.models.answerer import question_kind
 from skylens.models.base import ImageTextEncoder, TextGenerator
 from skylens.tasks.change.pipeline import change
 from skylens.tasks.change.words import (
@@ -29,26 +31,20 @@ from skylens.tasks.change.words import (
 
 
 @dataclass
-class Answer:
-    """A reply of ``ChangeSession.ask``.
+class Answer(SharedAnswer):
+    """A reply of ``ChangeSession.ask``: the shared ``skylens.models.answerer.Answer`` plus the
+    regions it rests on.
 
     Attributes:
-        question: what was asked.
-        kind: the question kind understood ('changed', 'count', 'area', 'where', 'before',
-            'after') or 'unsupported'.
-        text: the answer.
+        question, kind, text, supported, confidence, reason: as the shared ``Answer``; kind is
+            'changed', 'count', 'area', 'where', 'before', 'after', 'open' or 'unsupported'.
         region_ids: the regions the answer rests on (open questions: those the language model
             cited as ``[region N]``, or all regions when it cited none).
-        supported: False when this model cannot answer the question.
         answered_by: 'evidence' (rules over the structured result) or the language model's
             name (open questions).
     """
 
-    question: str
-    kind: str
-    text: str
-    region_ids: list[int]
-    supported: bool = True
+    region_ids: list[int] = field(default_factory=list)
     answered_by: str = "evidence"
 
     def to_dict(self) -> dict:
@@ -91,7 +87,7 @@ class ChangeSession:
         q = (question or "").strip()
         if not q:
             raise InputError("the question is empty; ask e.g. 'did anything change?'")
-        kind = _question_kind(q.lower())
+        kind = change_question_kind(q)
         r = self.result
         ids = [g.id for g in r.regions]
         if kind == "unsupported":
@@ -103,18 +99,17 @@ class ChangeSession:
                 "cannot answer with this model: it answers whether, how many, how much, where, "
                 "and what was there before / is there now; open questions need a language "
                 "backend (--llm NAME) and none is configured",
-                [],
                 supported=False,
             )
         if r.uniform_change and not r.regions:
-            return Answer(q, kind, f"No region can be singled out: {r.caption}", [])
+            return Answer(q, kind, f"No region can be singled out: {r.caption}", region_ids=[])
         if not r.regions:
             text = {
                 "changed": "No.",
                 "count": "0 regions changed.",
                 "area": "0 m² (0% of the scene) changed.",
             }.get(kind, "Nothing changed above the calibrated threshold, so there is no region.")
-            return Answer(q, kind, f"{text} {r.caption}".strip(), [])
+            return Answer(q, kind, f"{text} {r.caption}".strip(), region_ids=[])
         cite = lambda g: f"[region {g.id}]"  # noqa: E731
         if kind == "changed":
             text = f"Yes: {_count(len(r.regions))} changed ({_pct(r.changed_share)} of the scene)."
@@ -134,7 +129,7 @@ class ChangeSession:
             text = "; ".join(f"{g.class_before} {cite(g)}" for g in r.regions)
         else:  # after
             text = "; ".join(f"{g.class_after} {cite(g)}" for g in r.regions)
-        return Answer(q, kind, text, ids)
+        return Answer(q, kind, text, region_ids=ids)
 
     def _ask_llm(self, question: str) -> Answer:
         """An open question answered by the language model from the structured evidence."""
@@ -156,7 +151,6 @@ class ChangeSession:
                 question,
                 "open",
                 f"cannot answer with this model: the language model '{name}' failed ({exc})",
-                [],
                 supported=False,
                 answered_by=name,
             )
@@ -168,24 +162,35 @@ class ChangeSession:
             question,
             "open",
             text or "(the language model gave no answer)",
-            cited or sorted(known),
+            region_ids=cited or sorted(known),
             supported=bool(text),
             answered_by=name,
         )
 
 
-_KINDS = (
-    ("count", r"\bhow many\b|\bnumber of\b|\bcount\b"),
+# The change-specific kinds the shared parser (``skylens.models.answerer.question_kind``) does
+# not know: how much / what was there before / what is there now / did it change.
+_CHANGE_KINDS = (
     ("area", r"\bhow (much|large|big)\b|\barea\b|\bpercent|\bshare\b|\bsize\b|\bm2\b|m²"),
-    ("where", r"\bwhere\b|\blocat|\bwhich part\b|\bpolygon"),
     ("before", r"\bbefore\b|\bwas (it|there)\b|\bused to\b|\bpreviously\b|\boriginally\b"),
     ("after", r"\bnow\b|\bafter\b|\bbecome\b|\bbecame\b|\bturned into\b|\bis (it|there) now\b"),
     ("changed", r"\b(chang|differ|modif|alter)\w*"),
 )
+_SHARED_KINDS = {"count": "count", "location": "where"}  # shared kind -> change kind
 
 
-def _question_kind(q: str) -> str:
-    for kind, pattern in _KINDS:
-        if re.search(pattern, q):
+def change_question_kind(q: str) -> str:
+    """The change kind of a question: the shared parser's count / location first, then the
+    change vocabulary (area, before, after, changed); else 'unsupported'."""
+    shared = _SHARED_KINDS.get(question_kind(q))
+    if shared:
+        return shared
+    text = q.lower()
+    if re.search(r"\bnumber of\b|\bcount\b", text):
+        return "count"
+    if re.search(r"\bwhich part\b|\bpolygon", text):
+        return "where"
+    for kind, pattern in _CHANGE_KINDS:
+        if re.search(pattern, text):
             return kind
     return "unsupported"
