@@ -1,19 +1,19 @@
 """``change``: compare two rasters of one place, from pixels to a mask, regions and a caption.
 
 BEFORE and AFTER (AFTER warped onto BEFORE's grid when needed, ``inputs``) are rendered to RGB,
-AFTER is histogram-matched to BEFORE, deep change evidence is computed per cell of ``cell``
-pixels (``scoring``: DCVA on the image tower's feature grid, misregistration-tolerant) and
-fused with the model's joint embedding of overlapping ``tile`` windows, refined to pixels
-inside superpixels and thresholded per pair (EM two-class rule, floored at the encoder's noise);
-connected changed pixels become regions (``regions``), and chips of ``tile`` pixels get a
-score and a changed flag (>= 10 % of their pixels changed).
+AFTER is linearly matched to BEFORE band by band, change evidence is the model's joint
+embedding distance of overlapping ``tile`` windows (optionally fused with DCVA on the image
+tower's feature grid, cells of ``cell`` px, misregistration-tolerant; ``scoring``), refined to
+pixels inside superpixels and thresholded per pair (EM two-class rule or Otsu, floored at the
+encoder's noise); connected changed pixels become regions (``regions``), and chips of ``tile``
+pixels get a score and a changed flag (>= 10 % of their pixels changed).
 
 Two scene-wide cases are said, not hidden: when the typical pixel score is far above the
 encoder's noise (``UNIFORM_FACTOR``), the background itself changed (season, sun, sensor) and
-the regions are what stands out against it (``background_changed``); when, on top of that, more
-than ``MAX_CHANGED_SHARE`` of the scene passes the threshold, the pair is not one place with some
-changes but a different scene: no region is singled out (``uniform_change``) and the caption
-says the whole scene changed.
+the regions are what stands out against it (``background_changed``); when, on top of that,
+more than ``MAX_CHANGED_SHARE`` of the scene passes the threshold, the scene changed as a whole
+(``uniform_change``): the regions are kept, and the warning and the headline both say that
+they may be the scene itself (another season or another place) rather than changes within it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from skylens.tasks.change.regions import (
 )
 from skylens.tasks.change.result import ChangeResult
 from skylens.tasks.change.scoring import (
+    UNIFORM_FACTOR,
     feature_distances,
     fuse,
     match_radiometry,
@@ -87,11 +88,10 @@ MIN_VALID = 0.5  # a chip is compared only when >= this fraction of it has data 
 DEFAULT_TILE = 32  # chip side (px): the scoring unit of issue 15
 CELLS_PER_CHIP = 4  # evidence cells per chip side: a chip's change is seen at 1/4-chip detail
 DEFAULT_SHIFT = 2  # misregistration tolerated (px): typical co-registration error of VHR pairs
-# median pixel score above this many times the encoder's mirror noise (p95): the background
-# changed. An unchanged pair's median sits below its noise p95 by definition.
-UNIFORM_FACTOR = 3.0
-# change is the minority of a scene: beyond half of it passing the threshold on a changed
-# background, the pair is a different scene and no region can be singled out
+# median pixel score above this many times the encoder's noise (p95): the background changed.
+# An unchanged pair's median sits below its noise p95 by definition.
+# change is the minority of a scene: beyond half of it above the pair's threshold on a changed
+# background, the scene changed as a whole (season, light, or another place)
 MAX_CHANGED_SHARE = 0.5
 
 
@@ -119,8 +119,8 @@ def change(
         tile: chip side in pixels (the unit of ``scores`` and of the chip changed flag).
         cell: evidence cell side in pixels; default ``tile // 4`` (at least 4). Models without
             a spatial feature grid use one embedding per ``tile`` window instead.
-        shift: misregistration tolerated by the feature grid, in pixels (AFTER also compared
-            shifted by this; ``evidence="fused"`` only).
+        shift: misregistration tolerated, in pixels: the noise floor allows for it, and the
+            feature grid (``evidence="fused"``) also compares AFTER shifted by it.
         evidence: 'windows' (default): the model's joint embedding of overlapping ``tile``
             windows (stride ``tile // 2``); 'fused': that and the image tower's feature grid
             (DCVA cells of ``cell`` px), geometric mean. Measured on both benchmark sets in
@@ -219,9 +219,9 @@ def _compare(
     uniform = uniform and options["threshold"] is None
     if uniform:
         warnings.append(
-            f"{UNIFORM_WARNING} ({100 * mask.sum() / scene_px:.0f}% of the scene above the threshold)"
+            f"{UNIFORM_WARNING} ({100 * mask.sum() / scene_px:.0f}% of the scene above the pair's "
+            "threshold): the regions may be the scene itself rather than changes within it"
         )
-        mask[:] = False
     elif background and options["threshold"] is None:
         warnings.append(
             f"{BACKGROUND_WARNING} (median pixel score {method['median_over_noise']}x the encoder's noise)"
@@ -269,7 +269,7 @@ def _compare(
 def _evidence(model, rgb_b, rgb_a, valid, options, progress):
     """Pixel change scores, their noise level and the kinds of evidence used (module doc)."""
     tile, cell, shift = options["tile"], options["cell"], options["shift"]
-    windows = window_distances(model, rgb_b, rgb_a, tile, max(1, tile // 2), progress)
+    windows = window_distances(model, rgb_b, rgb_a, tile, max(1, tile // 2), shift, progress)
     if options["evidence"] == "windows":
         return windows[0], windows[1], ["window embeddings"]
     grid = feature_distances(model, rgb_b, rgb_a, cell, shift)
@@ -279,7 +279,8 @@ def _evidence(model, rgb_b, rgb_a, valid, options, progress):
 
 
 def _scene_wide(values: np.ndarray, noise: float, share: float, method: dict) -> tuple[bool, bool]:
-    """(background changed, whole scene changed alike) from the pixel scores (see module doc)."""
+    """(background changed, most of the scene changed) from the pixel scores and the share of
+    the scene above the threshold (see the module docstring)."""
     noise = max(noise, 1e-4)
     med = float(np.median(values)) if values.size else 0.0
     method["median_over_noise"] = round(med / noise, 2)

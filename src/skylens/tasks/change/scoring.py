@@ -5,9 +5,10 @@ per-chip embedding distance sees "change" everywhere. This module follows unsupe
 change vector analysis (DCVA; Saha, Bovolo & Bruzzone 2019, "Unsupervised Deep Change Vector
 Analysis for Multiple-Change Detection in VHR Images", IEEE TGRS 57(6)):
 
-1. **Radiometric normalisation**: AFTER is histogram-matched to BEFORE band by band over the
-   pixels valid at both dates (``skimage.exposure.match_histograms``), removing global
-   illumination, season tone and sensor gain before any comparison.
+1. **Radiometric normalisation**: AFTER is linearly matched to BEFORE band by band (median
+   and inter-quartile range, over the pixels valid at both dates), removing global
+   illumination, season tone and sensor gain before any comparison; robust statistics keep
+   the changes themselves from bending the match.
 2. **Sub-chip deep evidence**: both dates run through the image tower (a frozen ImageNet CNN)
    in windows of ``grid * cell`` pixels resized to the tower's input, and the tower's spatial
    feature map gives one feature vector per ``cell`` x ``cell`` pixel cell. The change
@@ -41,6 +42,7 @@ BATCH = 32  # windows per forward pass of the image tower
 NOISE_WINDOWS = 16  # BEFORE windows compared with their mirror image for the noise floor
 NOISE_QUANTILE = 95.0  # percentile of the mirror distances taken as the encoder's noise
 FLOAT_FLOOR = 1e-4  # float32 rounding of unit vectors: below this two features are equal
+UNIFORM_FACTOR = 3.0  # distances up to this many times the noise level count as "alike"
 MIXTURE_SAMPLE = 200_000  # pixel scores the EM fit sees at most (an even subsample)
 
 
@@ -62,21 +64,30 @@ class ScoreGrid:
 
 
 def match_radiometry(after: np.ndarray, before: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """AFTER's pixels histogram-matched to BEFORE's, band by band, over the common valid pixels.
+    """AFTER's pixels linearly matched to BEFORE's, band by band, with robust statistics.
+
+    Per band, AFTER is scaled and shifted so that its median and inter-quartile range equal
+    BEFORE's over the pixels valid at both dates. Quartiles are set by the unchanged majority
+    of a scene, so a change covering up to a quarter of it does not bend the match (a full
+    histogram match would map a new bright roof onto BEFORE's brightest grass).
 
     Args:
         after, before: HxWx3 uint8 RGB on one grid.
         valid: HxW bool, pixels with data at both dates (only they set and receive the match).
 
     Returns:
-        HxWx3 uint8: AFTER with BEFORE's per-band value distribution.
+        HxWx3 uint8: AFTER with BEFORE's per-band median and spread.
     """
-    from skimage.exposure import match_histograms
-
     out = after.copy()
     if valid.sum() < 2:
         return out
-    matched = match_histograms(after[valid], before[valid], channel_axis=-1)
+    a = after[valid].astype(np.float32)
+    b = before[valid].astype(np.float32)
+    qa = np.percentile(a, [25, 50, 75], axis=0)
+    qb = np.percentile(b, [25, 50, 75], axis=0)
+    spread_a, spread_b = qa[2] - qa[0], qb[2] - qb[0]
+    gain = np.where(spread_a > 1.0, spread_b / np.maximum(spread_a, 1e-6), 1.0)
+    matched = (a - qa[1]) * gain + qb[1]
     out[valid] = np.clip(np.rint(matched), 0, 255).astype(np.uint8)
     return out
 
@@ -232,6 +243,7 @@ def window_distances(
     after: np.ndarray,
     window: int,
     stride: int,
+    shift: int = 0,
     progress=None,
 ) -> tuple[np.ndarray, float]:
     """Pixel change scores from the model's joint embedding of overlapping windows.
@@ -244,10 +256,12 @@ def window_distances(
         model: any ``ImageTextEncoder``.
         before, after: HxWx3 uint8 on one grid (AFTER already radiometrically matched).
         window, stride: window side and step in pixels.
+        shift: misregistration (px) the noise level allows for.
         progress: optional callable(done, total).
 
     Returns:
-        ((H, W) float32 scores, the encoder's noise: p95 of mirror-window distances).
+        ((H, W) float32 scores, the encoder's noise: p95 of the distances of windows to
+        themselves mirrored or shifted by ``shift`` px).
     """
     from skylens.imagery.tiling import window_starts
 
@@ -259,25 +273,38 @@ def window_distances(
     acc = np.zeros((h, w), np.float64)
     cnt = np.zeros((h, w), np.float64)
     for k, batch in enumerate(_batched(boxes, BATCH)):
-        eb = model.encode_images([before[y : y + win_h, x : x + win_w] for y, x in batch])
-        ea = model.encode_images([after[y : y + win_h, x : x + win_w] for y, x in batch])
-        dist = 1.0 - np.sum(l2_normalize(eb) * l2_normalize(ea), axis=1)
+        eb = l2_normalize(
+            model.encode_images([before[y : y + win_h, x : x + win_w] for y, x in batch])
+        )
+        ea = l2_normalize(
+            model.encode_images([after[y : y + win_h, x : x + win_w] for y, x in batch])
+        )
+        dist = 1.0 - np.sum(eb * ea, axis=1)
         for (y, x), d in zip(batch, dist, strict=True):
             acc[y : y + win_h, x : x + win_w] += d
             cnt[y : y + win_h, x : x + win_w] += 1
         if progress is not None:
             progress(min((k + 1) * BATCH, len(boxes)), len(boxes))
-    pick = np.unique(np.linspace(0, len(boxes) - 1, min(4 * NOISE_WINDOWS, len(boxes))).astype(int))
-    crops = [
-        before[boxes[i][0] : boxes[i][0] + win_h, boxes[i][1] : boxes[i][1] + win_w] for i in pick
-    ]
-    sims = np.sum(
-        l2_normalize(model.encode_images(crops))
-        * l2_normalize(model.encode_images([c[:, ::-1] for c in crops])),
-        axis=1,
-    )
-    noise = float(np.percentile(1.0 - sims, NOISE_QUANTILE))
+    noise = _window_noise(model, before, boxes, win_h, win_w, shift)
     return np.maximum(acc / np.maximum(cnt, 1), 0.0).astype(np.float32), noise
+
+
+def _window_noise(model, before, boxes, win_h, win_w, shift) -> float:
+    """p95 of the distances between BEFORE windows and themselves mirrored or shifted by
+    ``shift`` px: what the embedding moves when nothing on the ground moved."""
+    h, w = before.shape[:2]
+    pick = np.unique(np.linspace(0, len(boxes) - 1, min(2 * NOISE_WINDOWS, len(boxes))).astype(int))
+    crops, others = [], []
+    for i in pick:
+        y, x = boxes[i]
+        crop = before[y : y + win_h, x : x + win_w]
+        ys, xs = min(max(0, y + shift), h - win_h), min(max(0, x + shift), w - win_w)
+        crops += [crop, crop]
+        others += [crop[:, ::-1], before[ys : ys + win_h, xs : xs + win_w]]
+    sims = np.sum(
+        l2_normalize(model.encode_images(crops)) * l2_normalize(model.encode_images(others)), axis=1
+    )
+    return float(np.percentile(1.0 - sims, NOISE_QUANTILE))
 
 
 def pixel_scores(grid: ScoreGrid, shape: tuple[int, int]) -> np.ndarray:
@@ -330,8 +357,10 @@ def mixture_threshold(values: np.ndarray, noise: float) -> tuple[float, dict]:
     change detection" (IEEE TGRS 38(3)): the change magnitudes are a mixture of an unchanged
     and a changed class; EM (``sklearn.mixture.GaussianMixture``) estimates both with their
     priors, and a pixel is changed where the changed class's posterior passes 0.5. Unlike
-    Otsu's threshold, it copes with a changed class much smaller than the unchanged one. The
-    threshold never goes below the encoder's noise.
+    Otsu's threshold, it copes with a changed class much smaller than the unchanged one. When
+    the higher component is the majority, the mixture has modelled a skewed background rather
+    than a changed minority, and Otsu's (1979) threshold is used instead. The threshold never
+    goes below the encoder's noise.
 
     Args:
         values: change scores of the valid pixels (any shape).
@@ -347,23 +376,29 @@ def mixture_threshold(values: np.ndarray, noise: float) -> tuple[float, dict]:
     floor = max(noise, FLOAT_FLOOR)
     cut = float("nan")
     means = priors = None
+    rule = "none (no spread)"
     if v.size >= 2 and np.ptp(v) > FLOAT_FLOOR:
         sample = v[:: max(1, v.size // MIXTURE_SAMPLE)].reshape(-1, 1)
         gm = GaussianMixture(2, random_state=0).fit(sample)
         hi = int(np.argmax(gm.means_.ravel()))
-        lo_mean, hi_mean = float(gm.means_.min()), float(gm.means_.max())
-        grid = np.linspace(lo_mean, max(hi_mean, float(v.max())), 1024).reshape(-1, 1)
-        above = np.flatnonzero(gm.predict_proba(grid)[:, hi] > 0.5)
-        cut = float(grid[above[0], 0]) if above.size else float(v.max())
-        means, priors = (
-            [round(float(x), 5) for x in gm.means_.ravel()],
-            [round(float(x), 4) for x in gm.weights_],
-        )
+        means = [round(float(x), 5) for x in gm.means_.ravel()]
+        priors = [round(float(x), 4) for x in gm.weights_]
+        if gm.weights_[hi] <= 0.5:
+            lo_mean = float(gm.means_.min())
+            grid = np.linspace(lo_mean, float(v.max()), 1024).reshape(-1, 1)
+            above = np.flatnonzero(gm.predict_proba(grid)[:, hi] > 0.5)
+            cut = float(grid[above[0], 0]) if above.size else float(v.max())
+            rule = "EM"
+        else:  # the fit modelled a skewed background, not a minority changed class
+            from skimage.filters import threshold_otsu
+
+            cut, rule = float(threshold_otsu(sample.ravel())), "Otsu (EM found no minority class)"
     thr = max(cut, floor) if np.isfinite(cut) else floor
     med = float(np.median(v)) if v.size else float("nan")
     return thr, {
-        "method": "max(EM two-Gaussian Bayes threshold (Bruzzone & Prieto 2000), encoder noise)",
-        "mixture": _r(cut),
+        "method": "max(EM two-class Bayes threshold (Bruzzone & Prieto 2000) or Otsu, noise)",
+        "rule": rule,
+        "cut": _r(cut),
         "class_means": means,
         "class_priors": priors,
         "mirror_noise_p95": _r(noise),

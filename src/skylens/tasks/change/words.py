@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 LLM_MAX_TOKENS = 200  # rephrased caption / open answer length cap (tokens)
 UNIFORM_WARNING = (
     "the whole scene changed alike (e.g. season, illumination, or a different scene): "
-    "no region stands out from the rest"
+    "most of it differs"
 )
 BACKGROUND_WARNING = (
     "the whole scene differs between the dates (season, illumination, sensor or registration); "
@@ -157,7 +157,9 @@ def change_caption(result: ChangeResult) -> str:
     """
     if result.uniform_change:
         return (
-            f"The whole scene changed alike, so no region stands out: {UNIFORM_WARNING} "
+            f"The whole scene changed alike: {_pct(result.changed_share)} of it is above the "
+            f"pair's threshold in {_count(len(result.regions))} (season, illumination, or a "
+            f"different scene), so these may be the scene itself rather than changes within it "
             f"({result.chips_compared} chips compared)."
         )
     if not result.regions:
