@@ -43,7 +43,7 @@ WORK = ROOT / "bench" / "work" / "change_real"
 OUT = ROOT / "bench" / "results" / "change_real.json"
 PICTURE = ROOT / "docs" / "change_levir.png"
 TILE = 32
-EVIDENCE = ["windows"]  # set from --evidence
+EVIDENCE = ["coarse-to-fine"]  # set from --evidence
 CHIP_CHANGED = 0.10
 PLANT_BASE = (
     "meadow",
@@ -245,7 +245,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["levir", "identical", "planted", "mosaic"])
     ap.add_argument("--planted-seeds", type=int, default=8)
     ap.add_argument("--identical", type=int, default=4, help="LEVIR BEFOREs compared with themselves")
-    ap.add_argument("--evidence", default="windows", help="change(evidence=...)")
+    ap.add_argument("--evidence", default="coarse-to-fine", help="change(evidence=...)")
     ap.add_argument("--mosaic-seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--figure-pair", default="test_2_0000_0000.png")
     ap.add_argument("--out", type=Path, default=OUT)

@@ -45,7 +45,6 @@ from skylens.tasks.change.result import ChangeResult
 from skylens.tasks.change.scoring import (
     UNIFORM_FACTOR,
     feature_distances,
-    fuse,
     match_radiometry,
     mixture_threshold,
     pixel_scores,
@@ -83,7 +82,7 @@ LAND_COVER_LABELS: tuple[str, ...] = (
     "wetland",
 )
 
-EVIDENCE = ("windows", "fused")  # kinds of change evidence (see ``change``)
+EVIDENCE = ("coarse-to-fine", "windows")  # kinds of change evidence (see ``change``)
 MIN_VALID = 0.5  # a chip is compared only when >= this fraction of it has data at both dates
 DEFAULT_TILE = 32  # chip side (px): the scoring unit of issue 15
 CELLS_PER_CHIP = 4  # evidence cells per chip side: a chip's change is seen at 1/4-chip detail
@@ -103,7 +102,7 @@ def change(
     tile: int = DEFAULT_TILE,
     cell: int | None = None,
     shift: int = DEFAULT_SHIFT,
-    evidence: str = "windows",
+    evidence: str = "coarse-to-fine",
     bands: str | Sequence[int] | None = None,
     assume_aligned: bool = False,
     threshold: float | None = None,
@@ -120,12 +119,11 @@ def change(
         cell: evidence cell side in pixels; default ``tile // 4`` (at least 4). Models without
             a spatial feature grid use one embedding per ``tile`` window instead.
         shift: misregistration tolerated, in pixels: the noise floor allows for it, and the
-            feature grid (``evidence="fused"``) also compares AFTER shifted by it.
-        evidence: 'windows' (default): the model's joint embedding of overlapping ``tile``
-            windows (stride ``tile // 2``); 'fused': that and the image tower's feature grid
-            (DCVA cells of ``cell`` px), geometric mean. Measured on both benchmark sets in
-            ``bench/results/change_real.json``: the fused evidence ranked planted changes better
-            but real LEVIR-CD changes worse, so it is not the default.
+            feature grid also compares AFTER shifted by it.
+        evidence: 'coarse-to-fine' (default): the model's joint embedding of overlapping
+            ``tile`` windows (stride ``tile // 2``) says what changed, and the image tower's
+            feature grid (DCVA cells of ``cell`` px; cell embeddings for models without one)
+            keeps the pixels whose own cell changed; 'windows': the window embeddings only.
         bands: bands rendered as R, G, B in both rasters (``parse_bands``); required when the
             band counts differ.
         assume_aligned: compare pixel-for-pixel when only one raster has a CRS (the result says
@@ -203,17 +201,9 @@ def _compare(
             "(nodata) in one of the dates"
         )
     rgb_an = match_radiometry(rgb_a, rgb_b, valid)
-    raw, noise, sources = _evidence(model, rgb_b, rgb_an, valid, options, progress)
-    scores, refined = refine_scores(raw, rgb_b, rgb_an, valid, cell)
-    scores = np.where(valid, scores, 0.0).astype(np.float32)
-    if options["threshold"] is not None:
-        thr = float(options["threshold"])
-        method = {"method": "given", "value": thr, "mirror_noise_p95": round(noise, 6)}
-    else:
-        thr, method = mixture_threshold(scores[valid], noise)
-    method["superpixels"] = refined
-    method["evidence"] = sources
-    mask = valid & (scores > thr)
+    scores, mask, thr, noise, method = _score_and_mask(
+        model, rgb_b, rgb_an, valid, options, progress
+    )
     scene_px = int(valid.sum())
     background, uniform = _scene_wide(scores[valid], noise, mask.sum() / scene_px, method)
     uniform = uniform and options["threshold"] is None
@@ -258,7 +248,7 @@ def _compare(
         valid=valid,
         transform=before.transform if before.crs is not None else None,
         cell=cell,
-        evidence=" x ".join(sources),
+        evidence=" + ".join(method["evidence"]),
     )
     if area is None:
         warnings.append("BEFORE has no CRS: areas are in pixels, and regions have no map polygons")
@@ -266,16 +256,40 @@ def _compare(
     return result
 
 
-def _evidence(model, rgb_b, rgb_a, valid, options, progress):
-    """Pixel change scores, their noise level and the kinds of evidence used (module doc)."""
+def _score_and_mask(model, rgb_b, rgb_a, valid, options, progress):
+    """Pixel change scores, the change mask, the threshold, the noise level and its terms.
+
+    Coarse to fine: the window embeddings (semantic) say what changed, thresholded per pair;
+    with ``evidence="coarse-to-fine"`` the feature grid (local) then keeps, inside that, the
+    pixels whose own cell changed (Otsu on the grid's pixel scores, floored at its noise), so
+    the mask follows the change rather than the windows around it.
+    """
     tile, cell, shift = options["tile"], options["cell"], options["shift"]
-    windows = window_distances(model, rgb_b, rgb_a, tile, max(1, tile // 2), shift, progress)
-    if options["evidence"] == "windows":
-        return windows[0], windows[1], ["window embeddings"]
-    grid = feature_distances(model, rgb_b, rgb_a, cell, shift)
-    cells = (pixel_scores(grid, valid.shape), grid.noise)
-    scores, noise = fuse([windows, cells], valid)
-    return scores, noise, ["window embeddings", grid.source]
+    raw, noise = window_distances(model, rgb_b, rgb_a, tile, max(1, tile // 2), shift, progress)
+    scores, refined = refine_scores(raw, rgb_b, rgb_a, valid, cell)
+    scores = np.where(valid, scores, 0.0).astype(np.float32)
+    if options["threshold"] is not None:
+        thr = float(options["threshold"])
+        method = {"method": "given", "value": thr, "mirror_noise_p95": round(noise, 6)}
+    else:
+        thr, method = mixture_threshold(scores[valid], noise)
+    method["superpixels"] = refined
+    method["evidence"] = ["window embeddings"]
+    mask = valid & (scores > thr)
+    if options["evidence"] == "coarse-to-fine" and mask.any():
+        grid = feature_distances(model, rgb_b, rgb_a, cell, shift)
+        fine, _ = refine_scores(pixel_scores(grid, valid.shape), rgb_b, rgb_a, valid, cell)
+        from skimage.filters import threshold_otsu
+
+        fine_thr = max(float(threshold_otsu(fine[valid])), grid.noise)
+        mask &= fine > fine_thr
+        method["evidence"].append(grid.source)
+        method["fine"] = {
+            "method": "max(Otsu on feature-grid pixel scores, p95 mirror noise)",
+            "cell_px": cell,
+            "value": round(fine_thr, 6),
+        }
+    return scores, mask, thr, noise, method
 
 
 def _scene_wide(values: np.ndarray, noise: float, share: float, method: dict) -> tuple[bool, bool]:

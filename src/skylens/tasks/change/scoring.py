@@ -17,9 +17,9 @@ Analysis for Multiple-Change Detection in VHR Images", IEEE TGRS 57(6)):
 3. **Misregistration tolerance**: the AFTER windows are also read shifted by ``shift`` pixels
    in the four axis directions and each cell keeps its smallest distance, so a pair that is
    off by a few pixels does not light up along every edge.
-4. **Fusion**: the model's joint (semantic) embedding of overlapping ``tile`` windows gives a
-   second, land-cover-aware distance map; the two maps, each in units of its median, are
-   fused by their geometric mean, so a pixel must stand out in both (``fuse``).
+4. **Coarse to fine**: the model's joint (semantic, land-cover-aware) embedding of
+   overlapping ``tile`` windows says what changed; the feature grid keeps, inside that, the
+   pixels whose own cell changed (``skylens.tasks.change.pipeline``).
 5. **Threshold**: the two-class EM / Bayes rule of Bruzzone & Prieto (2000) on the pixel
    scores (``mixture_threshold``), never below the encoder's own noise: the 95th percentile of
    distances between BEFORE windows and their mirror images (same content, so what the
@@ -322,32 +322,6 @@ def pixel_scores(grid: ScoreGrid, shape: tuple[int, int]) -> np.ndarray:
         (d.shape[1] * grid.cell, d.shape[0] * grid.cell), Image.BILINEAR
     )
     return np.asarray(big, np.float32)[:h, :w]
-
-
-def fuse(maps: Sequence[tuple[np.ndarray, float]], valid: np.ndarray) -> tuple[np.ndarray, float]:
-    """Geometric mean of evidence maps, each in units of its own median over valid pixels.
-
-    A pixel must stand out in every kind of evidence (the semantic window embedding and the
-    local feature grid) to score high; dividing by the median makes the kinds comparable.
-
-    Args:
-        maps: (scores (H, W), noise) per kind of evidence.
-        valid: (H, W) bool pixels with data at both dates.
-
-    Returns:
-        (fused scores, the fused noise level in the same units).
-    """
-    if len(maps) == 1:
-        return maps[0]
-    log_sum = np.zeros(valid.shape, np.float64)
-    log_noise = 0.0
-    for scores, noise in maps:
-        v = scores[valid]
-        unit = max(float(np.median(v)) if v.size else 0.0, noise, FLOAT_FLOOR)
-        log_sum += np.log(np.maximum(scores, 0.0) / unit + 1e-12)
-        log_noise += np.log(max(noise, FLOAT_FLOOR) / unit)
-    k = len(maps)
-    return np.exp(log_sum / k).astype(np.float32), float(np.exp(log_noise / k))
 
 
 def mixture_threshold(values: np.ndarray, noise: float) -> tuple[float, dict]:
