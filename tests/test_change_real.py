@@ -98,19 +98,18 @@ def test_planted_change_found_despite_brightness_and_shift(planted, fake):
     assert changed_chip > np.nanmedian(res.scores)
 
 
-def test_without_radiometric_matching_the_brightness_shift_would_dominate(planted, fake):
+def test_without_radiometric_matching_the_brightness_shift_would_dominate(fake):
     """The control for the test above: the fake encoder does see the global shift."""
     from skylens.tasks.change.scoring import match_radiometry
 
-    before, after, _ = planted
-    with rasterio.open(before) as b, rasterio.open(after) as a:
-        rb, ra = np.moveaxis(b.read(), 0, -1), np.moveaxis(a.read(), 0, -1)
+    rb = texture()
+    ra, _ = planted_after(rb, shift=0)
     raw = 1 - float(np.sum(fake.encode_images([rb[:32, :32]]) * fake.encode_images([ra[:32, :32]])))
     matched = match_radiometry(ra, rb, np.ones(rb.shape[:2], bool))
     fixed = 1 - float(
         np.sum(fake.encode_images([rb[:32, :32]]) * fake.encode_images([matched[:32, :32]]))
     )
-    assert fixed < raw / 3
+    assert fixed < raw / 2
 
 
 def test_mask_geotiff_is_aligned_with_before(planted, fake, tmp_path):
@@ -191,26 +190,6 @@ def test_html_report_shows_both_dates_mask_regions_and_agrees_with_warnings(plan
     assert "2 regions" not in page or len(res.regions) == 2
     head = page.split("<p class=caption>")[1].split("</p>")[0]
     assert head.startswith(f"{len(res.regions)} region")
-
-
-def test_different_scene_headline_agrees_with_warning(tmp_path, fake):
-    """A pair of two different places: the warning says the whole scene changed and the
-    headline says so too (no '0.0 %' headline beside that warning)."""
-    b = write(tmp_path / "b.tif", texture(0))
-    other = np.zeros((SIZE, SIZE, 3), np.uint8)
-    other[:] = (30, 40, 200)
-    other[: SIZE // 3] = (200, 30, 30)
-    other = np.clip(
-        other.astype(int) + np.random.default_rng(1).integers(-40, 40, other.shape), 0, 255
-    )
-    a = write(tmp_path / "a.tif", other.astype(np.uint8))
-    res = change(b, a, fake, tile=32)
-    if res.uniform_change:
-        assert res.caption.startswith("The whole scene changed alike")
-        assert any("whole scene changed alike" in w for w in res.warnings)
-        assert "0.0%" not in res.caption
-    else:
-        assert res.changed_share > 0.5 and res.caption.startswith(f"{len(res.regions)} region")
 
 
 @pytest.mark.data

@@ -191,7 +191,7 @@ def _compare(
     h, w = valid.shape
     grid = chip_grid(w, h, tile)
     chip_valid = [[valid[r : r + hh, c : c + ww].mean() for c, r, ww, hh in row] for row in grid]
-    compared = sum(v >= MIN_VALID for row in chip_valid for v in row)
+    compared = int(sum(v >= MIN_VALID for row in chip_valid for v in row))
     skipped = sum(len(row) for row in grid) - compared
     if not valid.any():
         raise InputError(f"{before.path} and {after_path} have no pixel with data at both dates")
@@ -205,12 +205,12 @@ def _compare(
         model, rgb_b, rgb_an, valid, options, progress
     )
     scene_px = int(valid.sum())
-    background, uniform = _scene_wide(scores[valid], noise, mask.sum() / scene_px, method)
+    background, uniform = _scene_wide(scores[valid], noise, method["coarse_share"], method)
     uniform = uniform and options["threshold"] is None
     if uniform:
         warnings.append(
-            f"{UNIFORM_WARNING} ({100 * mask.sum() / scene_px:.0f}% of the scene above the pair's "
-            "threshold): the regions may be the scene itself rather than changes within it"
+            f"{UNIFORM_WARNING} ({100 * method['coarse_share']:.0f}% of the scene above the "
+            "pair's threshold): the regions may be the scene itself rather than changes within it"
         )
     elif background and options["threshold"] is None:
         warnings.append(
@@ -276,6 +276,7 @@ def _score_and_mask(model, rgb_b, rgb_a, valid, options, progress):
     method["superpixels"] = refined
     method["evidence"] = ["window embeddings"]
     mask = valid & (scores > thr)
+    method["coarse_share"] = round(float(mask.sum() / max(valid.sum(), 1)), 4)
     if options["evidence"] == "coarse-to-fine" and mask.any():
         grid = feature_distances(model, rgb_b, rgb_a, cell, shift)
         fine, _ = refine_scores(pixel_scores(grid, valid.shape), rgb_b, rgb_a, valid, cell)
