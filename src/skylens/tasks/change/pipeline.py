@@ -217,11 +217,7 @@ def _compare(
             f"{BACKGROUND_WARNING} (median pixel score {method['median_over_noise']}x the encoder's noise)"
         )
     regions, mask = regions_from_mask(mask, scores, before, grid, (cell * cell) // 2, scene_px)
-    classes = region_classes(
-        model, rgb_b, rgb_a, [g.bbox_px for g in regions], options["labels"], min_side=tile
-    )
-    for g, (cb, ca) in zip(regions, classes, strict=True):
-        g.class_before, g.class_after = cb, ca
+    _name_classes(model, regions, rgb_b, rgb_a, options["labels"], tile)
     area = pixel_area_m2(before)
     result = ChangeResult(
         before=before.path,
@@ -254,6 +250,14 @@ def _compare(
         warnings.append("BEFORE has no CRS: areas are in pixels, and regions have no map polygons")
     result.caption = result.caption_structured = change_caption(result)
     return result
+
+
+def _name_classes(model, regions, rgb_b, rgb_a, labels, tile: int) -> None:
+    """Set each region's zero-shot land-cover class before and after (in place)."""
+    boxes = [g.bbox_px for g in regions]
+    classes = region_classes(model, rgb_b, rgb_a, boxes, labels, min_side=tile)
+    for g, (cb, ca) in zip(regions, classes, strict=True):
+        g.class_before, g.class_after = cb, ca
 
 
 def _score_and_mask(model, rgb_b, rgb_a, valid, options, progress):
