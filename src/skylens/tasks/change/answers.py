@@ -188,7 +188,7 @@ def change_question_kind(q: str) -> str:
     text = q.lower()
     if re.search(r"\bnumber of\b|\bcount\b", text):
         return "count"
-    if re.search(r"\bwhich part\b|\bpolygon", text):
+    if re.search(r"\bwhere\b|\blocat|\bwhich part\b|\bpolygon", text):
         return "where"
     for kind, pattern in _CHANGE_KINDS:
         if re.search(pattern, text):
