@@ -176,7 +176,7 @@ _CHANGE_KINDS = (
     ("after", r"\bnow\b|\bafter\b|\bbecome\b|\bbecame\b|\bturned into\b|\bis (it|there) now\b"),
     ("changed", r"\b(chang|differ|modif|alter)\w*"),
 )
-_SHARED_KINDS = {"count": "count", "location": "where"}  # shared kind -> change kind
+_SHARED_KINDS = {"count": "count", "location": "where", "area": "area"}  # shared kind -> change kind
 
 
 def change_question_kind(q: str) -> str:
