@@ -461,7 +461,7 @@ def main() -> None:
             },
             "change": {
                 "tile": 256,
-                "threshold": "calibrated (change.py)",
+                "threshold": "per pair (skylens.tasks.change.scoring.mixture_threshold)",
                 "labels": "the 21 UCM class names",
             },
         },

@@ -51,6 +51,14 @@ def change_command(
     out_png: Annotated[
         Path | None, typer.Option("--out-png", help="Write the change map PNG here.")
     ] = None,
+    out_mask: Annotated[
+        Path | None,
+        typer.Option("--out-mask", help="Write the pixel change mask GeoTIFF (BEFORE's grid)."),
+    ] = None,
+    out_geojson: Annotated[
+        Path | None,
+        typer.Option("--out-geojson", help="Write the changed regions as GeoJSON polygons."),
+    ] = None,
     assume_aligned: Annotated[
         bool,
         typer.Option(
@@ -94,6 +102,10 @@ def change_command(
     answer = session.ask(ask) if ask else None
     if out_png is not None:
         result.write_png(out_png)
+    if out_mask is not None:
+        result.write_mask(out_mask)
+    if out_geojson is not None:
+        result.write_geojson(out_geojson)
     if fmt is OutputFormat.json:
         emit_json(result.to_dict() | ({"answer": answer.to_dict()} if answer else {}))
     elif fmt is OutputFormat.geojson:
@@ -105,6 +117,9 @@ def change_command(
         typer.echo(safe_text(result.to_html(answer=answer)), nl=False)
     else:
         _print_change(result, answer, out_png)
+        for label, path in (("mask", out_mask), ("regions", out_geojson)):
+            if path is not None:
+                _echo(f"{label}: {path}")
 
 
 def _print_change(result, answer, out_png: Path | None) -> None:

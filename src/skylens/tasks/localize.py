@@ -34,7 +34,9 @@ from skylens.imagery import (
 from skylens.imagery import tile as tile_scene
 from skylens.index.embed import embed_stream
 from skylens.models.base import ImageTextEncoder, l2_normalize
-from skylens.tasks.change import _as_encoder, _check_tile, heatmap_image
+from skylens.tasks.change import as_encoder as _as_encoder
+from skylens.tasks.change import check_tile as _check_tile
+from skylens.tasks.change import heatmap_image
 
 MIN_VALID = 0.5  # chips with less valid (non-nodata) pixels are skipped
 MAX_PHRASE_CHARS = 1000  # as a search text: a phrase, not a document

@@ -383,35 +383,72 @@ function fmtArea(m2) {
   return m2 >= 1e6 ? `${(m2 / 1e6).toFixed(2)} km²` : `${Math.round(m2)} m²`;
 }
 
+// The pair stays loaded (the form keeps its files and paths): a follow-up question re-posts it
+// with the question, and the conversation grows below the result.
+function changeForm(question) {
+  const form = new FormData();
+  addRaster(form, "before-file", "before-path", "before_image", "before", "before");
+  addRaster(form, "after-file", "after-path", "after_image", "after", "after");
+  form.append("tile", $("change-tile").value);
+  if (question) form.append("question", question);
+  else form.append("picture", "true");
+  return form;
+}
+
+function showChange(r) {
+  $("change-before").src = r.before_png;
+  $("change-after").src = r.after_png;
+  $("change-map").src = r.change_map_png;
+  $("change-map").style.opacity = $("change-swipe").value / 100;
+  $("change-caption").textContent = r.caption;
+  const list = $("change-regions");
+  list.replaceChildren(...r.regions.slice(0, 100).map((g) => regionItem(
+    `Region ${g.id}: ${g.location}, ${(100 * g.share).toFixed(1)}% of the scene, ` +
+    `${g.area_m2 != null ? fmtArea(g.area_m2) : g.pixels + " px"}, ` +
+    `${g.class_before} → ${g.class_after} (score ${g.score.toFixed(3)})`)));
+  if (!r.regions.length) list.append(regionItem("No changed regions."));
+  $("change-warnings").replaceChildren(...r.warnings.map((w) => regionItem("Warning: " + w)));
+  drawFootprints("change-footprints", r.regions.map((g) => [g.geometry, `region ${g.id}`]),
+    "Not georeferenced: regions are drawn on the change map only.");
+  $("change-conversation").replaceChildren();
+  $("change-result").hidden = false;
+  // the status line repeats the headline, so it can never contradict the warnings
+  say("change-message", `${r.caption} (model ${r.model})`);
+}
+
+$("change-swipe").addEventListener("input", () => {
+  $("change-map").style.opacity = $("change-swipe").value / 100;
+});
+
 $("change-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const form = new FormData();
+  let form;
   try {
-    addRaster(form, "before-file", "before-path", "before_image", "before", "before");
-    addRaster(form, "after-file", "after-path", "after_image", "after", "after");
+    form = changeForm(null);
   } catch (e) {
     say("change-message", e.message, "error");
     return;
   }
-  form.append("tile", $("change-tile").value);
-  form.append("picture", "true");
   say("change-message", "Comparing…");
   try {
-    const r = await api("/api/change", { method: "POST", body: form });
-    $("change-map").src = r.change_map_png;
-    $("change-caption").textContent = r.caption;
-    const list = $("change-regions");
-    list.replaceChildren(...r.regions.map((g) => regionItem(
-      `Region ${g.id}: ${g.location}, ${(100 * g.share).toFixed(1)}% of the scene${g.area_m2 != null ? ", " + fmtArea(g.area_m2) : ""}, ` +
-      `${g.class_before} → ${g.class_after} (score ${g.score.toFixed(3)})`)));
-    if (!r.regions.length) list.append(regionItem("No changed regions."));
-    $("change-warnings").replaceChildren(...r.warnings.map((w) => regionItem("Warning: " + w)));
-    drawFootprints("change-footprints", r.regions.map((g) => [g.geometry, `region ${g.id}`]),
-      "Not georeferenced: regions are drawn on the change map only.");
-    $("change-result").hidden = false;
-    say("change-message", `${r.regions.length} changed region(s); ${(100 * r.changed_share).toFixed(1)}% of the scene changed (model ${r.model}).`);
+    showChange(await api("/api/change", { method: "POST", body: form }));
   } catch (e) {
     sayFailure("change-message", "Change detection", e);
+  }
+});
+
+$("change-ask-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const q = $("change-question").value.trim();
+  if (!q) return;
+  const item = regionItem(`Q: ${q} — …`);
+  $("change-conversation").append(item);
+  try {
+    const r = await api("/api/change", { method: "POST", body: changeForm(q) });
+    item.textContent = `Q: ${q} — A: ${r.answer.text}`;
+    $("change-question").value = "";
+  } catch (e) {
+    item.textContent = `Q: ${q} — failed: ${e.message}`;
   }
 });
 
