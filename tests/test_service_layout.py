@@ -82,9 +82,11 @@ def test_one_router_a_resource_every_api_route_behind_the_token():
     shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
     reason="ruff not installed",
 )
-def test_service_functions_are_simple_mccabe_under_10():
+def test_face_functions_are_simple_mccabe_under_10():
+    """The service's and the CLI's functions stay simple (issue 18: C901 clean on both)."""
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    faces = [str(SERVICE), str(SERVICE.parent / "cli")]
     res = subprocess.run(
-        [ruff, "check", "--select", "C901", str(SERVICE)], capture_output=True, text=True
+        [ruff, "check", "--select", "C901", *faces], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -100,12 +100,7 @@ def change_command(
     )
     result = session.result
     answer = session.ask(ask) if ask else None
-    if out_png is not None:
-        result.write_png(out_png)
-    if out_mask is not None:
-        result.write_mask(out_mask)
-    if out_geojson is not None:
-        result.write_geojson(out_geojson)
+    written = _write_change_files(result, png=out_png, mask=out_mask, regions=out_geojson)
     if fmt is OutputFormat.json:
         emit_json(result.to_dict() | ({"answer": answer.to_dict()} if answer else {}))
     elif fmt is OutputFormat.geojson:
@@ -117,9 +112,20 @@ def change_command(
         typer.echo(safe_text(result.to_html(answer=answer)), nl=False)
     else:
         _print_change(result, answer, out_png)
-        for label, path in (("mask", out_mask), ("regions", out_geojson)):
-            if path is not None:
+        for label, path in written.items():
+            if label != "png":
                 _echo(f"{label}: {path}")
+
+
+def _write_change_files(result, **paths: Path | None) -> dict[str, Path]:
+    """Write the change map PNG, mask GeoTIFF and regions GeoJSON that were asked for."""
+    writers = {"png": result.write_png, "mask": result.write_mask, "regions": result.write_geojson}
+    written = {}
+    for label, path in paths.items():
+        if path is not None:
+            writers[label](path)
+            written[label] = path
+    return written
 
 
 def _print_change(result, answer, out_png: Path | None) -> None:
