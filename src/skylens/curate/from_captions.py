@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 
 from skylens.curate import vocabulary
-from skylens.curate.images import check_image, digest_of
+from skylens.curate.images import digest_of, readable_size
 from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.datasets import CaptionDataset, dataset_class
-from skylens.errors import ImageReadError, InputError
+from skylens.errors import InputError
 
 
 def caption_items(
@@ -73,15 +73,10 @@ def caption_records(items: list[dict], skip_bad: bool = False) -> tuple[list[Rec
     """Batch function: items of :func:`caption_items` -> records (see ``pipeline.BatchFn``)."""
     out, removed = [], []
     for item in items:
-        try:
-            width, height = check_image(item["path"])
-        except ImageReadError as exc:
-            if not skip_bad:
-                raise
-            removed.append(
-                {"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)}
-            )
+        size = readable_size(item, skip_bad, removed)
+        if size is None:
             continue
+        width, height = size
         texts = [text("caption", c) for c in item["captions"] if c.strip()]
         if item["label"]:
             texts.append(text("class_prompt", vocabulary.class_prompt(item["label"])))

@@ -21,14 +21,14 @@ import os
 from pathlib import Path
 
 from skylens.curate import facts
-from skylens.curate.images import check_image, digest_of
+from skylens.curate.images import digest_of, readable_size
 from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, record_id, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.curate.vocabulary import object_words
 from skylens.datasets import dataset_class
-from skylens.errors import ImageReadError, InputError
+from skylens.errors import InputError
 
 
 def _images_of(ds) -> dict[str, tuple[str, list[dict]]]:
@@ -123,15 +123,10 @@ def detection_records(
     """Batch function: items of :func:`detection_items` -> image and region records."""
     out, removed = [], []
     for item in items:
-        try:
-            width, height = check_image(item["path"])
-        except ImageReadError as exc:
-            if not skip_bad:
-                raise
-            removed.append(
-                {"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)}
-            )
+        size = readable_size(item, skip_bad, removed)
+        if size is None:
             continue
+        width, height = size
         objects, source = item["objects"], item["source"]
         present = sorted(facts.counts(objects))
         texts = [text("caption", facts.count_caption(objects))]

@@ -18,13 +18,13 @@ import os
 from pathlib import Path
 
 from skylens.curate import vocabulary
-from skylens.curate.images import check_image, digest_of
+from skylens.curate.images import digest_of, readable_size
 from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.datasets import SceneDataset, dataset_class
-from skylens.errors import ImageReadError, InputError
+from skylens.errors import InputError
 
 
 def folder_items(root: str | os.PathLike[str], name: str | None = None) -> list[dict]:
@@ -66,15 +66,10 @@ def folder_records(
     out, removed = [], []
     for item in items:
         path = item["path"]
-        try:
-            width, height = check_image(path)
-        except ImageReadError as exc:
-            if not skip_bad:
-                raise
-            removed.append(
-                {"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)}
-            )
+        size = readable_size(item, skip_bad, removed)
+        if size is None:
             continue
+        width, height = size
         label, source = item["label"], item["source"]
         captions = vocabulary.class_captions(label, source, captions_per_image, key=path)
         out.append(

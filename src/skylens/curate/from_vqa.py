@@ -16,13 +16,13 @@ import functools
 import os
 from pathlib import Path
 
-from skylens.curate.images import check_image, digest_of
+from skylens.curate.images import digest_of, readable_size
 from skylens.curate.pipeline import LOCAL, Runner, batched, run_batches, step_info
 from skylens.curate.records import Record, make_record, text
 from skylens.curate.sources import licence_of
 from skylens.curate.store import CuratedDataset, DatasetWriter, open_dataset
 from skylens.datasets import dataset_class
-from skylens.errors import ImageReadError, InputError
+from skylens.errors import InputError
 
 
 def vqa_items(root: str | os.PathLike[str], name: str = "rsivqa", **reader_args) -> list[dict]:
@@ -49,15 +49,10 @@ def vqa_records(items: list[dict], skip_bad: bool = False) -> tuple[list[Record]
     """Batch function: items of :func:`vqa_items` -> records (see ``pipeline.BatchFn``)."""
     out, removed = [], []
     for item in items:
-        try:
-            width, height = check_image(item["path"])
-        except ImageReadError as exc:
-            if not skip_bad:
-                raise
-            removed.append(
-                {"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)}
-            )
+        size = readable_size(item, skip_bad, removed)
+        if size is None:
             continue
+        width, height = size
         seen, texts = set(), []
         for q, a in item["qa"]:
             if (q, a) not in seen:

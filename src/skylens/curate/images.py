@@ -19,6 +19,20 @@ from skylens.errors import ImageReadError
 from skylens.imagery.files import file_digest
 
 
+def readable_size(
+    item: Mapping[str, Any], skip_bad: bool, removed: list[dict]
+) -> tuple[int, int] | None:
+    """(width, height) of ``item["path"]`` via :func:`check_image`; an unreadable image raises,
+    or with ``skip_bad`` is noted in ``removed`` (by ``item["sample_id"]``) and gives None."""
+    try:
+        return check_image(item["path"])
+    except ImageReadError as exc:
+        if not skip_bad:
+            raise
+        removed.append({"id": item["sample_id"], "reason": "unreadable image", "error": str(exc)})
+        return None
+
+
 def check_image(path: str | Path) -> tuple[int, int]:
     """Decode ``path`` (at reduced scale for JPEG) to prove it is readable; return (width, height).
 
